@@ -1,0 +1,1 @@
+"""The `accord` command line, the HTTP server and the Python client SDK."""

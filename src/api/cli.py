@@ -1,0 +1,151 @@
+"""The `accord` command line: one clear line on stderr and a non-zero exit for every error."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from api.home import Home, default_home, passphrase
+from ledger import keys
+from ledger.errors import LedgerError
+from ledger.ledger import Ledger
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `accord` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except LedgerError as exc:
+        print(f"accord: {exc.code}: {exc.detail}", file=sys.stderr)
+    except OSError as exc:
+        print(f"accord: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accord", description=__doc__)
+    parser.add_argument(
+        "--home", type=Path, default=None, help="ledger home (default: $ACCORD_HOME or ./.accord)"
+    )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="store URL, sqlite:///PATH or postgresql://... (default: $ACCORD_STORE or the home's)",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create the home: keys, store and directory")
+    init.add_argument("--origin", required=True, help="the ledger's origin, e.g. clinic.example/accord")
+    init.set_defaults(run=_init)
+
+    status = commands.add_parser("status", help="show the ledger's origin, keys and size")
+    status.set_defaults(run=_status)
+
+    person = commands.add_parser("person", help="people in the directory").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    add = person.add_parser("add", help="register a person; prints the person id")
+    add.add_argument("--name", required=True)
+    add.add_argument("--kind", required=True, choices=["child", "adult", "professional", "service"])
+    add.add_argument("--profession")
+    add.add_argument("--organisation")
+    add.add_argument("--born", help="YYYY-MM-DD")
+    add.set_defaults(run=_person_add)
+
+    key = commands.add_parser("key", help="Ed25519 keys").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    new = key.add_parser("new", help="generate a key pair; prints the kid")
+    new.add_argument(
+        "--out", required=True, type=Path, help="private key file (0600); FILE.pub gets the public"
+    )
+    new.set_defaults(run=_key_new)
+    bind = key.add_parser("bind", help="bind a public key to a person")
+    bind.add_argument("--person", required=True)
+    bind.add_argument("--public-key", required=True, type=Path, help="a .pub or PEM public key")
+    bind.set_defaults(run=_key_bind)
+    revoke = key.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("--kid", required=True)
+    revoke.add_argument("--reason", required=True)
+    revoke.add_argument(
+        "--compromised-since", help="also invalidate what it signed from this time on (RFC 3339 Z)"
+    )
+    revoke.set_defaults(run=_key_revoke)
+    return parser
+
+
+def _home(args: argparse.Namespace) -> Home:
+    return Home.load(args.home or default_home())
+
+
+def _open(args: argparse.Namespace, home: Home) -> Ledger:
+    return home.open_ledger(args.store or os.environ.get("ACCORD_STORE"))
+
+
+def _init(args: argparse.Namespace) -> int:
+    path = args.home or default_home()
+    home = Home.create(path, args.origin, args.store or os.environ.get("ACCORD_STORE"))
+    print(f"initialised {home.config.origin} in {path}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        directory = ledger.directory()
+        print(f"origin         {ledger.origin}")
+        print(f"store          {ledger.store.redacted}")
+        print(f"authority key  {home.config.authority_key}")
+        print(f"ledger key     {home.config.ledger_key}")
+        print(f"directory      {ledger.directory_id}")
+        print(f"people         {len(directory.persons)}")
+        print(f"entries        {ledger.size()}")
+    return 0
+
+
+def _person_add(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        person = home.authority(ledger).register(
+            args.name,
+            args.kind,
+            profession=args.profession,
+            organisation=args.organisation,
+            born=args.born,
+        )
+    print(person)
+    return 0
+
+
+def _key_new(args: argparse.Namespace) -> int:
+    key = keys.generate()
+    keys.save_private_key(key, args.out, passphrase())
+    print(keys.kid(key))
+    return 0
+
+
+def _key_bind(args: argparse.Namespace) -> int:
+    home = _home(args)
+    public = keys.load_public_key(args.public_key)
+    with _open(args, home) as ledger:
+        print(home.authority(ledger).bind(args.person, public))
+    return 0
+
+
+def _key_revoke(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        home.authority(ledger).revoke(args.kid, args.reason, args.compromised_since)
+    print(f"revoked {args.kid}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

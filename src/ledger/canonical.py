@@ -1,0 +1,59 @@
+"""Canonical JSON (RFC 8785 restricted to ASCII keys and safe integers): the bytes that are signed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ledger.errors import Malformed
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_OPTIONS = orjson.OPT_SORT_KEYS
+
+
+def canonical(value: Any) -> bytes:
+    """Encode `value` as canonical JSON, refusing anything JCS and orjson would disagree on."""
+    _check(value, "$")
+    try:
+        return orjson.dumps(value, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        # Lone surrogates are the remaining case: they have no UTF-8 encoding.
+        raise Malformed(f"cannot encode as canonical JSON: {exc}") from None
+
+
+def loads(data: bytes | memoryview | str) -> Any:
+    """Parse JSON text, turning parser errors into `Malformed`."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Malformed(f"not valid JSON: {exc}") from None
+
+
+def _check(value: Any, path: str) -> None:
+    # Type checks by exact class: subclasses (IntEnum, str subclasses) may encode differently.
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return
+        raise Malformed(f"{path}: integer {value} is outside ±(2^53−1)")
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise Malformed(f"{path}: object key {key!r} is not a string")
+            if not key.isascii():
+                raise Malformed(f"{path}: object key {key!r} is not ASCII")
+            _check(item, f"{path}.{key}")
+        return
+    if kind is list or kind is tuple:
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]")
+        return
+    if kind is float:
+        raise Malformed(f"{path}: number {value!r} is not an integer; floats are not allowed")
+    if isinstance(value, orjson.Fragment):
+        return  # already canonical bytes, embedded verbatim
+    raise Malformed(f"{path}: {kind.__name__} values cannot be encoded as canonical JSON")

@@ -1,0 +1,51 @@
+"""Timestamps: the statement `at` format, and the ledger's never-backwards `recorded_at` clock."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from ledger.errors import Malformed
+
+AT_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$"
+RECORDED_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+_AT = re.compile(AT_PATTERN)
+
+
+def format_recorded(moment: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC: string order is time order."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an `at` or `recorded_at` timestamp, refusing other shapes and impossible dates."""
+    if not _AT.match(text):
+        raise Malformed(f"timestamp {text!r} is not YYYY-MM-DDTHH:MM:SS[.mmm]Z")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise Malformed(f"timestamp {text!r} is not a real date and time") from None
+
+
+def normalise(text: str) -> str:
+    """An `at` timestamp in recorded_at form, so the two compare as strings."""
+    return text if len(text) == 24 else text[:-1] + ".000Z"
+
+
+class Clock:
+    """The ledger's clock: millisecond UTC timestamps that never go backwards."""
+
+    def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._now = now
+        self._last = ""
+        self._lock = threading.Lock()
+
+    def next(self, *not_before: str) -> str:
+        """The current time, but never earlier than the last one issued or any of `not_before`."""
+        with self._lock:
+            stamp = max(format_recorded(self._now()), self._last, *not_before)
+            self._last = stamp
+            return stamp

@@ -1,0 +1,248 @@
+"""The directory stream: people and the keys bound to them, and which key was valid when (R2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid5
+
+import msgspec
+
+from ledger.clock import normalise
+from ledger.entry import Entry
+from ledger.errors import KeyRevoked, Malformed, NotPermitted, UnknownKey
+from ledger.keys import Ed25519PublicKey, kid, public_key_b64, public_key_from_b64
+from ledger.statement import Kid, Statement, Timestamp, Uuid
+from ledger.stream import Stream
+
+_DIRECTORY_NAMESPACE = UUID("0b8f5d8e-3f7c-5a55-8d0e-6a3b1f0c9e27")
+
+PersonKind = Literal["authority", "child", "adult", "professional", "service"]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Date = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]
+
+
+def directory_id(origin: str) -> UUID:
+    """The directory stream's id, derived from the ledger's origin so no one has to store it."""
+    return uuid5(_DIRECTORY_NAMESPACE, origin)
+
+
+class _Body(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    pass
+
+
+class PersonRegistered(_Body):
+    """`person.registered`: a person (or service) the ledger knows."""
+
+    person: Uuid
+    name: Text
+    kind: PersonKind
+    profession: Text | None = None
+    organisation: Text | None = None
+    born: Date | None = None
+
+
+class KeyBound(_Body):
+    """`key.bound`: an Ed25519 public key now speaks for a person."""
+
+    person: Uuid
+    kid: Kid
+    public_key: PublicKey
+
+
+class KeyRevoked_(_Body):
+    """`key.revoked`: a key stops being valid; with `compromised_since`, retroactively."""
+
+    kid: Kid
+    reason: Text
+    compromised_since: Timestamp | None = None
+
+
+class ReviewerAppointed(_Body):
+    """`reviewer.appointed`: a person may read every case as a safeguarding reviewer."""
+
+    person: Uuid
+
+
+BODIES: dict[str, type[_Body]] = {
+    "person.registered": PersonRegistered,
+    "key.bound": KeyBound,
+    "key.revoked": KeyRevoked_,
+    "reviewer.appointed": ReviewerAppointed,
+}
+
+
+def parse_body(statement: Statement) -> Any:
+    """Validate a directory statement's body against the Struct for its kind."""
+    body_type = BODIES.get(statement.kind)
+    if body_type is None:
+        raise Malformed(f"{statement.kind!r} is not a directory statement kind")
+    try:
+        body = msgspec.convert(statement.body, body_type)
+    except msgspec.ValidationError as exc:
+        raise Malformed(f"{statement.kind} body: {exc}") from None
+    if isinstance(body, PersonRegistered) and body.born is not None:
+        try:
+            date.fromisoformat(body.born)
+        except ValueError:
+            raise Malformed(f"born {body.born!r} is not a real date") from None
+    return body
+
+
+@dataclass
+class KeyRecord:
+    """A bound key and the window in which it was valid."""
+
+    kid: str
+    person: str
+    public: Ed25519PublicKey
+    bound_at: str
+    revoked_at: str | None = None
+    compromised_since: str | None = None
+    reason: str | None = None
+
+    def problem_at(self, recorded_at: str) -> str | None:
+        """Why this key cannot vouch for an entry recorded at `recorded_at`, or None if it can."""
+        if recorded_at < self.bound_at:
+            return f"key {self.kid} was not yet bound at {recorded_at}"
+        if self.compromised_since is not None and recorded_at >= self.compromised_since:
+            return f"key {self.kid} was compromised from {self.compromised_since}"
+        if self.revoked_at is not None and recorded_at >= self.revoked_at:
+            return f"key {self.kid} was revoked at {self.revoked_at}"
+        return None
+
+
+@dataclass
+class Person:
+    """A registered person and what the directory says of them."""
+
+    id: str
+    name: str
+    kind: str
+    profession: str | None
+    organisation: str | None
+    born: str | None
+    keys: list[str] = field(default_factory=list)
+    reviewer: bool = False
+
+
+class Directory(Stream):
+    """The directory's state: people, keys with their validity windows, and the authority."""
+
+    def __init__(self, stream_id: UUID) -> None:
+        super().__init__(stream_id)
+        self.persons: dict[str, Person] = {}
+        self.keys: dict[str, KeyRecord] = {}
+        self.authority: str | None = None
+
+    def apply(self, entry: Entry) -> None:
+        super().apply(entry)
+        statement = entry.statement
+        body = parse_body(statement)
+        if isinstance(body, PersonRegistered):
+            self.persons[body.person] = Person(
+                body.person, body.name, body.kind, body.profession, body.organisation, body.born
+            )
+            if body.kind == "authority" and self.authority is None:
+                self.authority = body.person
+        elif isinstance(body, KeyBound):
+            self.keys[body.kid] = KeyRecord(
+                body.kid, body.person, public_key_from_b64(body.public_key), entry.recorded_at
+            )
+            self.persons[body.person].keys.append(body.kid)
+        elif isinstance(body, KeyRevoked_):
+            record = self.keys[body.kid]
+            record.revoked_at = entry.recorded_at
+            record.reason = body.reason
+            if body.compromised_since is not None:
+                record.compromised_since = normalise(body.compromised_since)
+        elif isinstance(body, ReviewerAppointed):
+            self.persons[body.person].reviewer = True
+
+    def resolve(self, statement: Statement) -> KeyRecord:
+        """The key record for the statement's `kid`, which must be bound to its author."""
+        record = self.keys.get(statement.kid)
+        if record is None:
+            raise UnknownKey(f"key {statement.kid} is not bound to anyone in the directory")
+        if record.person != statement.by:
+            raise UnknownKey(f"key {statement.kid} is not bound to person {statement.by}")
+        return record
+
+    def check_valid(self, record: KeyRecord, recorded_at: str) -> None:
+        """Raise `KeyRevoked` unless `record` may sign an entry recorded at `recorded_at`."""
+        problem = record.problem_at(recorded_at)
+        if problem is not None:
+            raise KeyRevoked(problem)
+
+    def admit(self, statement: Statement, signer: Ed25519PublicKey) -> None:
+        """Check a directory statement against the directory's rules before it is appended."""
+        body = parse_body(statement)
+        if self.version == 0:
+            self._admit_genesis(statement, body)
+            return
+        if self.version == 1:
+            self._admit_authority_key(statement, body, signer)
+            return
+        if statement.by != self.authority:
+            raise NotPermitted("only the authority writes to the directory")
+        if isinstance(body, PersonRegistered):
+            if body.person in self.persons:
+                raise NotPermitted(f"person {body.person} is already registered")
+            if body.kind == "authority":
+                raise NotPermitted("a ledger has exactly one authority")
+        elif isinstance(body, KeyBound):
+            self._require_person(body.person)
+            if kid(public_key_from_b64(body.public_key)) != body.kid:
+                raise Malformed("kid is not the SHA-256 of the public key")
+            if body.kid in self.keys:
+                raise NotPermitted(f"key {body.kid} is already bound; a key is bound only once")
+        elif isinstance(body, KeyRevoked_):
+            record = self.keys.get(body.kid)
+            if record is None:
+                raise UnknownKey(f"key {body.kid} is not bound to anyone in the directory")
+            if record.revoked_at is not None:
+                raise KeyRevoked(f"key {body.kid} is already revoked")
+            if body.kid == statement.kid:
+                raise NotPermitted("a key cannot revoke itself; sign with another authority key")
+            if record.person == self.authority and not self._other_authority_key(body.kid):
+                raise NotPermitted("the authority's last valid key cannot be revoked")
+            if body.compromised_since is not None and (
+                normalise(body.compromised_since) < record.bound_at
+            ):
+                raise Malformed("compromised_since is before the key was bound")
+        elif isinstance(body, ReviewerAppointed):
+            self._require_person(body.person)
+
+    def _admit_genesis(self, statement: Statement, body: Any) -> None:
+        if not (
+            isinstance(body, PersonRegistered)
+            and body.kind == "authority"
+            and body.person == statement.by
+        ):
+            raise NotPermitted("the directory opens with the authority registering itself")
+
+    def _admit_authority_key(
+        self, statement: Statement, body: Any, signer: Ed25519PublicKey
+    ) -> None:
+        if not (
+            isinstance(body, KeyBound)
+            and statement.by == self.authority
+            and body.person == self.authority
+            and body.public_key == public_key_b64(signer)
+            and body.kid == statement.kid
+        ):
+            raise NotPermitted("the directory's second entry binds the authority key")
+
+    def _require_person(self, person: str) -> None:
+        if person not in self.persons:
+            raise NotPermitted(f"person {person} is not registered")
+
+    def _other_authority_key(self, revoked: str) -> bool:
+        assert self.authority is not None
+        return any(
+            key != revoked and self.keys[key].revoked_at is None
+            for key in self.persons[self.authority].keys
+        )
+

@@ -1,0 +1,130 @@
+"""Ed25519 keys: generation, PKCS#8 PEM files (mode 0600), key ids and wire encoding."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ledger.encoding import b64url, from_b64url, sha256
+from ledger.errors import LedgerError, Malformed
+
+__all__ = [
+    "Ed25519PrivateKey",
+    "Ed25519PublicKey",
+    "generate",
+    "kid",
+    "load_private_key",
+    "load_public_key",
+    "public_key_b64",
+    "public_key_from_b64",
+    "raw_public_key",
+    "save_private_key",
+    "verify",
+]
+
+
+class KeyFileError(LedgerError):
+    """A key file is missing, unreadable, of the wrong kind, or its passphrase is wrong."""
+
+    code = "key_file"
+
+
+def generate() -> Ed25519PrivateKey:
+    """A fresh Ed25519 private key."""
+    return Ed25519PrivateKey.generate()
+
+
+def raw_public_key(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of the public key."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def kid(key: Ed25519PrivateKey | Ed25519PublicKey | bytes) -> str:
+    """Key id: base64url (no padding) of SHA-256 of the raw public key; 43 characters."""
+    raw = key if isinstance(key, bytes) else raw_public_key(key)
+    return b64url(sha256(raw))
+
+
+def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The public key as it travels: base64url without padding of the raw 32 bytes."""
+    return b64url(raw_public_key(key))
+
+
+def public_key_from_b64(text: str) -> Ed25519PublicKey:
+    """Parse a wire-format public key."""
+    raw = from_b64url(text)
+    if len(raw) != 32:
+        raise Malformed("an Ed25519 public key is 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verify(public: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """True when `signature` is a valid Ed25519 signature of `message` by `public`."""
+    try:
+        public.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def save_private_key(key: Ed25519PrivateKey, path: Path, passphrase: bytes | None = None) -> None:
+    """Write `key` as PKCS#8 PEM, created with mode 0600 and never overwriting a file."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    # O_EXCL + mode at creation: the secret is never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    public_path = Path(f"{path}.pub")
+    public_path.write_text(public_key_b64(key) + "\n", encoding="ascii")
+
+
+def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+    """Read a PKCS#8 PEM Ed25519 private key, refusing files others can read."""
+    try:
+        mode = path.stat().st_mode & 0o077
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    if mode:
+        raise KeyFileError(f"key file {path} is readable by others; run: chmod 600 {path}")
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase or None)
+    except (ValueError, TypeError):
+        raise KeyFileError(
+            f"key file {path} is not a PKCS#8 PEM private key, or the passphrase is wrong"
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"key file {path} does not hold an Ed25519 key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """Read a public key file: base64url raw bytes (as `key new` writes) or a PEM public key."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"cannot read public key file {path}: {exc}") from None
+    if text.startswith("-----BEGIN PUBLIC KEY-----"):
+        try:
+            key = serialization.load_pem_public_key(text.encode("ascii"))
+        except ValueError:
+            raise KeyFileError(f"{path} is not a PEM public key") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise KeyFileError(f"{path} does not hold an Ed25519 public key")
+        return key
+    if text.startswith("-----BEGIN"):
+        raise KeyFileError(f"{path} is not a public key; pass the .pub file")
+    try:
+        return public_key_from_b64(text)
+    except Malformed:
+        raise KeyFileError(f"{path} is not a base64url Ed25519 public key") from None

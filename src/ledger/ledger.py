@@ -1,0 +1,297 @@
+"""The ledger application: verifies submissions and appends them to hash-chained streams."""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import cast
+from uuid import UUID
+
+import msgspec
+from eventsourcing.application import Application, LRUCache
+from eventsourcing.persistence import IntegrityError
+
+from ledger.clock import Clock
+from ledger.directory import Directory, KeyRecord, directory_id
+from ledger.entry import Entry, make_entry
+from ledger.errors import (
+    Busy,
+    IntegrityViolation,
+    LedgerError,
+    Malformed,
+    NotPermitted,
+    SignatureInvalid,
+    StatementConflict,
+    UnknownKey,
+    WrongLedger,
+)
+from ledger.keys import Ed25519PublicKey, kid
+from ledger.statement import Submission, parse_submission
+from ledger.store import Store, parse_store
+from ledger.stream import (
+    ENTRY_TOPIC,
+    EntryMapper,
+    EntryRecorded,
+    StatementClaimed,
+    Stream,
+    claim_id,
+    fold,
+)
+
+_PAGE = 500
+_MAX_ATTEMPTS = 200
+_CACHED_STREAMS = 1000
+
+
+class Receipt(msgspec.Struct, frozen=True):
+    """What the ledger answers for an accepted statement."""
+
+    stream: str
+    seq: int
+    hash: str
+    recorded_at: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A receipt, and whether this submission created the entry (False: idempotent repeat)."""
+
+    receipt: Receipt
+    created: bool
+
+
+@dataclass(frozen=True)
+class LoggedEntry:
+    """An entry as it appears in the ledger-wide notification log."""
+
+    notification_id: int
+    stream: UUID
+    entry: Entry
+
+
+class Ledger(Application[UUID]):
+    """A signed, multi-author, tamper-evident log of streams, on SQLite or PostgreSQL."""
+
+    name = "Ledger"
+    stream_class: type[Stream] = Stream
+
+    def __init__(
+        self,
+        store: str | Store,
+        origin: str,
+        authority_key: Ed25519PublicKey,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = parse_store(store) if isinstance(store, str) else store
+        self.origin = origin
+        self.authority_key = authority_key
+        self.authority_kid = kid(authority_key)
+        self.directory_id = directory_id(origin)
+        self.clock = clock or Clock()
+        self._append_lock = threading.Lock()
+        self._states: LRUCache[UUID, Stream] = LRUCache(maxsize=_CACHED_STREAMS)
+        super().__init__(env=self.store.env)
+
+    def construct_mapper(self) -> EntryMapper:
+        return EntryMapper()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def submit(self, data: bytes) -> Accepted:
+        """Verify a submission and append it; raises a `LedgerError` and stores nothing if bad."""
+        submission = parse_submission(data)
+        statement = submission.statement
+        if statement.ledger != self.origin:
+            raise WrongLedger(f"this ledger is {self.origin!r}, not {statement.ledger!r}")
+        stream_id = UUID(statement.stream)
+        if stream_id != self.directory_id and stream_id.version not in (4, 7):
+            raise Malformed("a stream id must be a random (v4) or time-ordered (v7) UUID")
+        with self._append_lock:
+            return self._submit(submission, stream_id)
+
+    def _submit(self, submission: Submission, stream_id: UUID) -> Accepted:
+        statement = submission.statement
+        verified = False
+        for attempt in range(_MAX_ATTEMPTS):
+            # The directory is always brought up to date: a revocation written by another
+            # process must be seen. A stream may be stale: its version makes the insert fail.
+            directory = cast(Directory, self._state(self.directory_id, fresh=True))
+            signer, record = self._signer(submission, directory, stream_id)
+            if not verified:
+                if not submission.signature_valid(signer):
+                    raise SignatureInvalid("the signature does not verify over the statement")
+                verified = True
+            stream = self._state(stream_id, fresh=attempt > 0)
+            recorded_at = self.clock.next(stream.recorded_at, directory.recorded_at)
+            try:
+                if record is not None:
+                    directory.check_valid(record, recorded_at)
+                self._admit(stream, submission, signer, recorded_at)
+            except LedgerError:
+                # A repeat of an accepted statement gets its receipt, whatever has changed since.
+                repeat = self._repeat(submission)
+                if repeat is not None:
+                    return Accepted(repeat, created=False)
+                raise
+            entry = make_entry(
+                submission.statement_bytes,
+                submission.sig,
+                stream.version + 1,
+                stream.head,
+                recorded_at,
+            )
+            try:
+                self.save(
+                    EntryRecorded(stream_id, entry.seq, entry),
+                    StatementClaimed(
+                        claim_id(statement.id), 1, statement.stream, entry.seq, entry.hash
+                    ),
+                )
+            except IntegrityError:
+                # Either the id was taken (a repeat, or a conflict) or another writer moved the
+                # stream: then re-check everything against the new head.
+                repeat = self._repeat(submission)
+                if repeat is not None:
+                    return Accepted(repeat, created=False)
+                if attempt > 2:
+                    time.sleep(random.uniform(0, 0.002 * min(attempt, 20)))
+                continue
+            stream.apply(entry)
+            receipt = Receipt(statement.stream, entry.seq, entry.hash, recorded_at)
+            return Accepted(receipt, created=True)
+        raise Busy(f"stream {statement.stream} stayed contended; try again")
+
+    def _signer(
+        self, submission: Submission, directory: Directory, stream_id: UUID
+    ) -> tuple[Ed25519PublicKey, KeyRecord | None]:
+        statement = submission.statement
+        if stream_id == self.directory_id and directory.version < 2:
+            # The directory's first two entries are vouched for by the configured authority key.
+            if statement.kid != self.authority_kid:
+                raise UnknownKey("the directory opens with statements signed by the authority key")
+            return self.authority_key, None
+        record = directory.resolve(statement)
+        return record.public, record
+
+    def _repeat(self, submission: Submission) -> Receipt | None:
+        claims = list(self.events.get(claim_id(submission.statement.id), limit=1))
+        if not claims:
+            return None
+        claim = cast(StatementClaimed, claims[0])
+        entry = self.entry(UUID(claim.stream), claim.seq)
+        if entry.statement_bytes != submission.statement_bytes or entry.sig != submission.sig:
+            raise StatementConflict(
+                f"statement {submission.statement.id} was already recorded with different content"
+            )
+        return Receipt(claim.stream, claim.seq, entry.hash, entry.recorded_at)
+
+    def _admit(
+        self, stream: Stream, submission: Submission, signer: Ed25519PublicKey, recorded_at: str
+    ) -> None:
+        """Check the stream's rules; the domain layer extends this for its streams."""
+        if isinstance(stream, Directory):
+            stream.admit(submission.statement, signer)
+        elif submission.statement.kind in _DIRECTORY_KINDS:
+            raise NotPermitted(f"{submission.statement.kind} belongs in the directory stream")
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def directory(self) -> Directory:
+        """A snapshot of the directory's current state (empty before it is opened)."""
+        return cast(Directory, self.stream(self.directory_id))
+
+    def stream(self, stream_id: UUID) -> Stream:
+        """A snapshot of a stream's current state; a stream with no entries has version 0."""
+        with self._append_lock:
+            state = self._state(stream_id, fresh=True)
+            return copy.deepcopy(state)
+
+    def _stream_class(self, stream_id: UUID) -> type[Stream]:
+        return Directory if stream_id == self.directory_id else self.stream_class
+
+    def _state(self, stream_id: UUID, *, fresh: bool) -> Stream:
+        """The cached state of a stream, read up to the store's head when `fresh` or new.
+
+        Only called under the append lock: cached states are mutated in place.
+        """
+        try:
+            state = self._states.get(stream_id)
+        except KeyError:
+            state = self._stream_class(stream_id)(stream_id)
+            self._states.put(stream_id, state)
+            fresh = True
+        if fresh:
+            fold(state, self.entries(stream_id, after=state.version))
+        return state
+
+    def entry(self, stream_id: UUID, seq: int) -> Entry:
+        """One entry of a stream by its seq."""
+        for event in self.events.get(stream_id, gt=seq - 1, lte=seq):
+            return cast(EntryRecorded, event).entry
+        raise LookupError(f"stream {stream_id} has no entry {seq}")
+
+    def entries(self, stream_id: UUID, after: int = 0) -> Iterator[Entry]:
+        """A stream's entries in seq order, read page by page."""
+        while True:
+            page = list(self.events.get(stream_id, gt=after, limit=_PAGE))
+            for event in page:
+                yield cast(EntryRecorded, event).entry
+            if len(page) < _PAGE:
+                return
+            after = page[-1].originator_version
+
+    def log(self, after: int = 0) -> Iterator[LoggedEntry]:
+        """Every entry in ledger order (notification id), read page by page."""
+        while True:
+            page = self.recorder.select_notifications(
+                start=after + 1, limit=_PAGE, topics=[ENTRY_TOPIC]
+            )
+            for notification in page:
+                event = cast(EntryRecorded, self.mapper.to_domain_event(notification))
+                yield LoggedEntry(notification.id, event.originator_id, event.entry)
+            if len(page) < _PAGE:
+                return
+            after = page[-1].id
+
+    def size(self) -> int:
+        """The number of entries in the ledger (counted by reading the log)."""
+        return sum(1 for _ in self.log())
+
+    def check_stream(self, stream_id: UUID) -> int:
+        """Re-check every stored byte of a stream: chain, structure and signatures.
+
+        Returns the number of entries; raises `IntegrityViolation` naming the first bad seq.
+        """
+        directory = self.directory() if stream_id != self.directory_id else None
+        cls = Directory if directory is None else self.stream_class
+        state: Stream = cls(stream_id)
+        for entry in self.entries(stream_id):
+            fold(state, (entry,))
+            problem = self._signature_problem(entry, directory or cast(Directory, state))
+            if problem is not None:
+                raise IntegrityViolation(str(stream_id), entry.seq, problem)
+        return state.version
+
+    def _signature_problem(self, entry: Entry, directory: Directory) -> str | None:
+        statement = entry.statement
+        if UUID(statement.stream) == self.directory_id and entry.seq <= 2:
+            public = self.authority_key if statement.kid == self.authority_kid else None
+            record = None
+        else:
+            record = directory.keys.get(statement.kid)
+            public = record.public if record and record.person == statement.by else None
+        if public is None:
+            return f"key {statement.kid} is not bound to the author {statement.by}"
+        if not entry.signature_valid(public):
+            return "the signature does not verify: the entry was altered"
+        return None if record is None else record.problem_at(entry.recorded_at)
+
+
+_DIRECTORY_KINDS = frozenset(
+    {"person.registered", "key.bound", "key.revoked", "reviewer.appointed"}
+)
+

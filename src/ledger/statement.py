@@ -1,0 +1,99 @@
+"""Statements: what a person signs, the signing input, and the submission envelope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+
+from ledger.canonical import canonical, loads
+from ledger.clock import AT_PATTERN, parse_timestamp
+from ledger.encoding import b64url, from_b64url
+from ledger.errors import Malformed, TooLarge
+from ledger.keys import Ed25519PrivateKey, Ed25519PublicKey, verify
+
+MAX_SUBMISSION_BYTES = 64 * 1024
+SIGNING_PREFIX = b"accord.statement.v1\n"
+
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+Uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN, description="lowercase hyphenated UUID")]
+Kid = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$", description="key id")]
+Signature = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{86}$", description="Ed25519")]
+Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+$", max_length=64)]
+Timestamp = Annotated[str, msgspec.Meta(pattern=AT_PATTERN)]
+Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
+
+
+class Statement(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """A signed claim by one person about one stream (DESIGN §4)."""
+
+    ledger: Origin
+    id: Uuid
+    stream: Uuid
+    kind: Kind
+    by: Uuid
+    kid: Kid
+    at: Timestamp
+    body: dict[str, Any]
+    for_: Uuid | msgspec.UnsetType = msgspec.field(name="for", default=msgspec.UNSET)
+
+    @property
+    def on_behalf_of(self) -> str | None:
+        """The person the author speaks for, if any."""
+        return None if self.for_ is msgspec.UNSET else self.for_
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    statement: msgspec.Raw
+    sig: Signature
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A parsed, structurally valid submission: the statement and its exact canonical bytes."""
+
+    statement: Statement
+    statement_bytes: bytes
+    sig: str
+
+    def signature_valid(self, public: Ed25519PublicKey) -> bool:
+        """True when `sig` verifies over the signing input of these exact statement bytes."""
+        return verify(public, from_b64url(self.sig), signing_input(self.statement_bytes))
+
+
+def parse_submission(data: bytes) -> Submission:
+    """Parse `{"statement": {...}, "sig": "..."}`, checking size, JSON, types and canonical form."""
+    if len(data) > MAX_SUBMISSION_BYTES:
+        raise TooLarge(f"a submission may be at most {MAX_SUBMISSION_BYTES} bytes")
+    try:
+        envelope = msgspec.json.decode(data, type=_Envelope)
+    except msgspec.ValidationError as exc:
+        raise Malformed(f"submission: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise Malformed(f"not valid JSON: {exc}") from None
+    statement_bytes = canonical(loads(memoryview(envelope.statement)))
+    return Submission(parse_statement(statement_bytes), statement_bytes, envelope.sig)
+
+
+def parse_statement(statement_bytes: bytes) -> Statement:
+    """Validate canonical statement bytes against the statement structure."""
+    try:
+        statement = msgspec.json.decode(statement_bytes, type=Statement)
+    except msgspec.ValidationError as exc:
+        raise Malformed(f"statement: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise Malformed(f"statement: {exc}") from None
+    parse_timestamp(statement.at)
+    return statement
+
+
+def signing_input(statement_bytes: bytes) -> bytes:
+    """What the author signs: a domain-separation prefix and the canonical statement."""
+    return SIGNING_PREFIX + statement_bytes
+
+
+def sign(statement: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Sign a statement given as a JSON-ready dict; returns the submission envelope."""
+    statement_bytes = canonical(statement)
+    return {"statement": statement, "sig": b64url(key.sign(signing_input(statement_bytes)))}

@@ -1,0 +1,117 @@
+"""Shared fixtures: every store-backed test runs on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ledger import keys
+from ledger.author import Author
+from ledger.authority import Authority
+from ledger.ledger import Ledger
+from ledger.store import parse_store
+
+ORIGIN = "clinic.example/accord"
+PG_DSN = os.environ.get("ACCORD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_problem() -> str | None:
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {PG_DSN} is not answering: {str(exc).strip()}"
+
+
+_PG_PROBLEM = _postgres_problem()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store URL of each kind (PostgreSQL: a schema of its own)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    if _PG_PROBLEM is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI requires PostgreSQL: {_PG_PROBLEM}")
+        pytest.skip(_PG_PROBLEM)
+    schema = f"accord_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_DSN}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@dataclass
+class World:
+    """An opened ledger with its authority, and helpers to add people with bound keys."""
+
+    ledger: Ledger
+    authority_key: keys.Ed25519PrivateKey
+    authority: Authority
+    people: dict[str, Author] = field(default_factory=dict)
+
+    def person(self, name: str, kind: str = "adult") -> Author:
+        """Register `name` with a fresh bound key (once) and return them as an author."""
+        if name not in self.people:
+            person = self.authority.register(name, kind)
+            key = keys.generate()
+            self.authority.bind(person, key.public_key())
+            self.people[name] = Author(self.ledger.origin, person, key)
+        return self.people[name]
+
+    def reopen(self) -> Ledger:
+        """A second, cold ledger instance on the same store (no cached state)."""
+        return Ledger(self.ledger.store, self.ledger.origin, self.authority_key.public_key())
+
+
+@pytest.fixture
+def world(store_url: str) -> Iterator[World]:
+    authority_key = keys.generate()
+    ledger = Ledger(store_url, ORIGIN, authority_key.public_key())
+    authority = Authority(ledger, authority_key)
+    authority.open("Clinic authority")
+    try:
+        yield World(ledger, authority_key, authority)
+    finally:
+        ledger.close()
+
+
+def fingerprint(ledger: Ledger) -> tuple[int, int, str]:
+    """What must not change when a submission is rejected: rows, entries and the last hash."""
+    entries = list(ledger.log())
+    return (
+        ledger.recorder.max_notification_id() or 0,
+        len(entries),
+        entries[-1].entry.hash if entries else "",
+    )
+
+
+def overwrite_state(store_url: str, stream: uuid.UUID, seq: int, state: bytes) -> None:
+    """Change a stored entry behind the ledger's back, as a hostile administrator would."""
+    store = parse_store(store_url)
+    if store.is_postgres:
+        schema = store.env["POSTGRES_SCHEMA"]
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(
+                f'UPDATE "{schema}".ledger_events SET state = %s '
+                "WHERE originator_id = %s AND originator_version = %s",
+                (state, stream, seq),
+            )
+        return
+    with sqlite3.connect(store.env["SQLITE_DBNAME"]) as conn:
+        conn.execute(
+            "UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+            (state, stream.hex, seq),
+        )
