@@ -90,7 +90,7 @@ def world(store_url: str) -> Iterator[World]:
 
 def fingerprint(ledger: Ledger) -> tuple[int, int, str]:
     """What must not change when a submission is rejected: rows, entries and the last hash."""
-    entries = list(ledger.log())
+    entries = list(ledger.read_log())
     return (
         ledger.recorder.max_notification_id() or 0,
         len(entries),
@@ -98,20 +98,21 @@ def fingerprint(ledger: Ledger) -> tuple[int, int, str]:
     )
 
 
-def overwrite_state(store_url: str, stream: uuid.UUID, seq: int, state: bytes) -> None:
-    """Change a stored entry behind the ledger's back, as a hostile administrator would."""
+def tamper(store_url: str, stream: uuid.UUID, seq: int, state: bytes | None) -> None:
+    """Overwrite (or, with None, delete) a stored entry behind the ledger's back."""
     store = parse_store(store_url)
     if store.is_postgres:
-        schema = store.env["POSTGRES_SCHEMA"]
+        table = f'"{store.env["POSTGRES_SCHEMA"]}".ledger_events'
+        where = "WHERE originator_id = %s AND originator_version = %s"
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(
-                f'UPDATE "{schema}".ledger_events SET state = %s '
-                "WHERE originator_id = %s AND originator_version = %s",
-                (state, stream, seq),
-            )
+            if state is None:
+                conn.execute(f"DELETE FROM {table} {where}", (stream, seq))
+            else:
+                conn.execute(f"UPDATE {table} SET state = %s {where}", (state, stream, seq))
         return
+    where = "WHERE originator_id = ? AND originator_version = ?"
     with sqlite3.connect(store.env["SQLITE_DBNAME"]) as conn:
-        conn.execute(
-            "UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
-            (state, stream.hex, seq),
-        )
+        if state is None:
+            conn.execute(f"DELETE FROM stored_events {where}", (stream.hex, seq))
+        else:
+            conn.execute(f"UPDATE stored_events SET state = ? {where}", (state, stream.hex, seq))

@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="create the home: keys, store and directory")
-    init.add_argument("--origin", required=True, help="the ledger's origin, e.g. clinic.example/accord")
+    init.add_argument(
+        "--origin", required=True, help="the ledger's origin, e.g. clinic.example/accord"
+    )
     init.set_defaults(run=_init)
 
     status = commands.add_parser("status", help="show the ledger's origin, keys and size")

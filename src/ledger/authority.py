@@ -1,4 +1,4 @@
-"""The authority's directory operations: open the directory, register people, bind and revoke keys."""
+"""The authority's directory operations: open the directory, register people, bind, revoke."""
 
 from __future__ import annotations
 

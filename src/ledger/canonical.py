@@ -1,4 +1,4 @@
-"""Canonical JSON (RFC 8785 restricted to ASCII keys and safe integers): the bytes that are signed."""
+"""Canonical JSON: RFC 8785 limited to ASCII keys and safe integers; the bytes that are signed."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _check(value: Any, path: str) -> None:
     if kind is int:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return
-        raise Malformed(f"{path}: integer {value} is outside ±(2^53−1)")
+        raise Malformed(f"{path}: integer {value} is outside ±(2^53-1)")
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:

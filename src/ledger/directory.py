@@ -29,7 +29,7 @@ def directory_id(origin: str) -> UUID:
     return uuid5(_DIRECTORY_NAMESPACE, origin)
 
 
-class _Body(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+class _Body(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     pass
 
 
@@ -245,4 +245,3 @@ class Directory(Stream):
             key != revoked and self.keys[key].revoked_at is None
             for key in self.persons[self.authority].keys
         )
-

@@ -1,4 +1,4 @@
-"""Store URLs (`sqlite:///path`, `postgresql://user:pass@host:port/db`) as eventsourcing settings."""
+"""Store URLs (`sqlite:///path`, `postgresql://user:pass@host:port/db`) as eventsourcing env."""
 
 from __future__ import annotations
 

@@ -1,0 +1,100 @@
+"""Signed appends per second (parse, verify, check, append: one statement per save) next to raw
+eventsourcing single-event saves of the same payload on the same store, in the same run."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import Result, median, rate, report, store_urls
+
+from ledger import keys
+from ledger.author import Author
+from ledger.authority import Authority
+from ledger.ledger import Ledger
+from ledger.store import parse_store
+
+ORIGIN = "bench.example/accord"
+COUNTS = {"sqlite": 2000, "postgres": 1000}
+ROUNDS = 3
+TARGET = 0.5
+
+
+class Note(Aggregate):
+    """The reference: a plain aggregate whose every event carries the same payload."""
+
+    @event("Noted")
+    def note(self, payload: str) -> None:
+        pass
+
+
+class Reference(Application[uuid.UUID]):
+    name = "Reference"
+
+
+def signed_rate(url: str, count: int) -> float:
+    authority_key = keys.generate()
+    with Ledger(url, ORIGIN, authority_key.public_key()) as ledger:
+        authority = Authority(ledger, authority_key)
+        authority.open("authority")
+        person = authority.register("Bench", "professional")
+        key = keys.generate()
+        authority.bind(person, key.public_key())
+        author = Author(ORIGIN, person, key)
+        stream = str(uuid.uuid4())
+        submissions = [author.submission(stream, "note.made", {"n": n}) for n in range(count)]
+
+        def run() -> None:
+            for submission in submissions:
+                ledger.submit(submission)
+
+        return rate(count, run)
+
+
+def raw_rate(url: str, count: int, payload: str) -> float:
+    with Reference(env=parse_store(url).env) as app:
+        note = Note()
+        app.save(note)
+
+        def run() -> None:
+            for _ in range(count):
+                note.note(payload)
+                app.save(note)
+
+        return rate(count, run)
+
+
+def main() -> None:
+    results = []
+    sample = Author(ORIGIN, str(uuid.uuid4()), keys.generate())
+    payload = sample.submission(str(uuid.uuid4()), "note.made", {"n": 0}).decode()
+    with store_urls() as kinds:
+        for store, fresh in kinds:
+            count = COUNTS[store]
+            signed, raw = [], []
+            for round_ in range(ROUNDS):
+                raw.append(raw_rate(fresh(f"raw{round_}"), count, payload))
+                signed.append(signed_rate(fresh(f"signed{round_}"), count))
+            value, reference = median(signed), median(raw)
+            results.append(
+                Result(
+                    name="signed_append",
+                    store=store,
+                    value=value,
+                    unit="statements/s",
+                    reference=reference,
+                    ratio=value / reference,
+                    target=TARGET,
+                )
+            )
+    report("append", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Shared benchmark plumbing: stores to measure on, timing, and the results table and file."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).parent / "results"
+PG_DSN = os.environ.get("ACCORD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class Result(msgspec.Struct):
+    """One measured figure next to its reference from the same run."""
+
+    name: str
+    store: str
+    value: float
+    unit: str
+    reference: float
+    ratio: float
+    target: float
+
+
+@contextmanager
+def store_urls() -> Iterator[Iterator[tuple[str, Callable[[str], str]]]]:
+    """Yield (store kind, url factory) pairs; each factory call gives a fresh, empty store."""
+    with tempfile.TemporaryDirectory() as directory:
+        schemas: list[str] = []
+
+        def sqlite_url(name: str) -> str:
+            return f"sqlite:///{Path(directory) / name}.db"
+
+        def postgres_url(name: str) -> str:
+            schema = f"accord_bench_{name}_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA "{schema}"')
+            schemas.append(schema)
+            return f"{PG_DSN}?schema={schema}"
+
+        def kinds() -> Iterator[tuple[str, Callable[[str], str]]]:
+            yield "sqlite", sqlite_url
+            try:
+                psycopg.connect(PG_DSN, connect_timeout=3).close()
+            except psycopg.Error as exc:
+                Console(stderr=True).print(f"[yellow]PostgreSQL skipped: {exc}")
+                return
+            yield "postgres", postgres_url
+
+        try:
+            yield kinds()
+        finally:
+            if schemas:
+                with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                    for schema in schemas:
+                        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def rate(count: int, run: Callable[[], None]) -> float:
+    """Operations per second of `run`, which performs `count` operations."""
+    started = time.perf_counter()
+    run()
+    return count / (time.perf_counter() - started)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(name: str, results: list[Result]) -> None:
+    """Print the results as a table and write them to bench/results/NAME.json."""
+    table = Table(title=f"bench/{name}.py")
+    for column in ("name", "store", "value", "unit", "reference", "ratio", "target", "ok"):
+        table.add_column(column, justify="right" if column not in ("name", "store") else "left")
+    for r in results:
+        ok = "yes" if r.ratio >= r.target else "NO"
+        table.add_row(
+            r.name,
+            r.store,
+            f"{r.value:,.0f}",
+            r.unit,
+            f"{r.reference:,.0f}",
+            f"{r.ratio:.2f}",
+            f"{r.target:.2f}",
+            ok,
+        )
+    Console().print(table)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(results)) + b"\n")
+    Console().print(f"wrote {path}")
