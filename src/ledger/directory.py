@@ -208,10 +208,6 @@ class Directory(Stream):
                 raise NotPermitted("a key cannot revoke itself; sign with another authority key")
             if record.person == self.authority and not self._other_authority_key(body.kid):
                 raise NotPermitted("the authority's last valid key cannot be revoked")
-            if body.compromised_since is not None and (
-                normalise(body.compromised_since) < record.bound_at
-            ):
-                raise Malformed("compromised_since is before the key was bound")
         elif isinstance(body, ReviewerAppointed):
             self._require_person(body.person)
 
