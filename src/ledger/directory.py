@@ -20,8 +20,8 @@ _DIRECTORY_NAMESPACE = UUID("0b8f5d8e-3f7c-5a55-8d0e-6a3b1f0c9e27")
 
 PersonKind = Literal["authority", "child", "adult", "professional", "service"]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Date = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]
+Date = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}\Z")]
+PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}\Z")]
 
 
 def directory_id(origin: str) -> UUID:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -9,12 +10,15 @@ from typing import Any
 import orjson
 
 from ledger.canonical import canonical, loads
+from ledger.clock import RECORDED_PATTERN
 from ledger.encoding import from_b64url, sha256_hex
 from ledger.errors import Malformed
 from ledger.keys import Ed25519PublicKey, verify
 from ledger.statement import Statement, parse_statement, signing_input
 
 GENESIS_PREV = "0" * 64
+_HASH = re.compile(r"^[0-9a-f]{64}\Z")
+_RECORDED = re.compile(RECORDED_PATTERN)
 _STATEMENT_KEY = b',"statement":'
 
 
@@ -81,8 +85,10 @@ def read_entry(data: bytes) -> Entry:
         document["recorded_at"],
         document["sig"],
     )
-    if not (type(seq) is int and _is_text(prev, recorded_at, sig)):
+    if not (type(seq) is int and seq >= 1 and _is_text(prev, recorded_at, sig)):
         raise Malformed("entry fields have the wrong types")
+    if not (_HASH.match(prev) and _RECORDED.match(recorded_at)):
+        raise Malformed("entry prev or recorded_at is not in its fixed format")
     # Canonical order puts "statement" last and no earlier value can contain this byte run,
     # so the first match is the key itself: the statement bytes are a verbatim slice.
     start = data.index(_STATEMENT_KEY) + len(_STATEMENT_KEY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -82,12 +83,15 @@ def save_private_key(key: Ed25519PrivateKey, path: Path, passphrase: bytes | Non
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
+    public_path = Path(f"{path}.pub")
+    if public_path.exists():
+        raise FileExistsError(errno.EEXIST, "File exists", str(public_path))
     # O_EXCL + mode at creation: the secret is never readable by others, not even briefly.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
-    public_path = Path(f"{path}.pub")
-    public_path.write_text(public_key_b64(key) + "\n", encoding="ascii")
+    with public_path.open("x", encoding="ascii") as handle:
+        handle.write(public_key_b64(key) + "\n")
 
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:

@@ -16,13 +16,14 @@ from ledger.keys import Ed25519PrivateKey, Ed25519PublicKey, verify
 MAX_SUBMISSION_BYTES = 64 * 1024
 SIGNING_PREFIX = b"accord.statement.v1\n"
 
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# Patterns end in \Z, not $: Python's $ also matches before a trailing newline.
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"
 Uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN, description="lowercase hyphenated UUID")]
-Kid = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$", description="key id")]
-Signature = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{86}$", description="Ed25519")]
-Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+$", max_length=64)]
+Kid = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}\Z", description="key id")]
+Signature = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{86}\Z", description="Ed25519")]
+Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+\Z", max_length=64)]
 Timestamp = Annotated[str, msgspec.Meta(pattern=AT_PATTERN)]
-Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
+Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+\Z")]
 
 
 class Statement(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -59,7 +60,11 @@ class Submission:
 
     def signature_valid(self, public: Ed25519PublicKey) -> bool:
         """True when `sig` verifies over the signing input of these exact statement bytes."""
-        return verify(public, from_b64url(self.sig), signing_input(self.statement_bytes))
+        try:
+            signature = from_b64url(self.sig)
+        except Malformed:
+            return False
+        return verify(public, signature, signing_input(self.statement_bytes))
 
 
 def parse_submission(data: bytes) -> Submission:

@@ -85,9 +85,7 @@ def test_two_processes_appending_to_one_stream_make_one_unbroken_chain(
     written = {(e.statement.body["writer"], e.statement.body["n"]) for e in entries}
     assert written == {(tag, n) for tag in "ab" for n in range(PER_PROCESS)}
     writers = [entry.statement.body["writer"] for entry in entries]
-    switches = sum(
-        1 for before, after in itertools.pairwise(writers) if before != after
-    )
+    switches = sum(1 for before, after in itertools.pairwise(writers) if before != after)
     assert switches > 2, "the two writers did not interleave, so nothing was contended"
     assert ledger.check_stream(uuid.UUID(stream)) == 2 * PER_PROCESS
 
