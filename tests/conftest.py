@@ -62,10 +62,10 @@ class World:
     authority: Authority
     people: dict[str, Author] = field(default_factory=dict)
 
-    def person(self, name: str, kind: str = "adult") -> Author:
+    def person(self, name: str, kind: str = "adult", **details: str | None) -> Author:
         """Register `name` with a fresh bound key (once) and return them as an author."""
         if name not in self.people:
-            person = self.authority.register(name, kind)
+            person = self.authority.register(name, kind, **details)
             key = keys.generate()
             self.authority.bind(person, key.public_key())
             self.people[name] = Author(self.ledger.origin, person, key)
@@ -73,19 +73,26 @@ class World:
 
     def reopen(self) -> Ledger:
         """A second, cold ledger instance on the same store (no cached state)."""
-        return Ledger(self.ledger.store, self.ledger.origin, self.authority_key.public_key())
+        cls = type(self.ledger)
+        return cls(self.ledger.store, self.ledger.origin, self.authority_key.public_key())
+
+
+def open_world(store_url: str, cls: type[Ledger] = Ledger) -> World:
+    """A ledger of class `cls` on the store, with its directory opened by a fresh authority."""
+    authority_key = keys.generate()
+    ledger = cls(store_url, ORIGIN, authority_key.public_key())
+    authority = Authority(ledger, authority_key)
+    authority.open("Clinic authority")
+    return World(ledger, authority_key, authority)
 
 
 @pytest.fixture
 def world(store_url: str) -> Iterator[World]:
-    authority_key = keys.generate()
-    ledger = Ledger(store_url, ORIGIN, authority_key.public_key())
-    authority = Authority(ledger, authority_key)
-    authority.open("Clinic authority")
+    opened = open_world(store_url)
     try:
-        yield World(ledger, authority_key, authority)
+        yield opened
     finally:
-        ledger.close()
+        opened.ledger.close()
 
 
 def fingerprint(ledger: Ledger) -> tuple[int, int, str]:

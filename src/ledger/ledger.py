@@ -130,7 +130,7 @@ class Ledger(Application[UUID]):
             try:
                 if record is not None:
                     directory.check_valid(record, recorded_at)
-                self._admit(stream, submission, signer, recorded_at)
+                self._admit(stream, submission, signer, directory, recorded_at)
             except LedgerError:
                 # A repeat of an accepted statement gets its receipt, whatever has changed since.
                 repeat = self._repeat(submission)
@@ -194,7 +194,12 @@ class Ledger(Application[UUID]):
         return Receipt(claim.stream, claim.seq, entry.hash, entry.recorded_at)
 
     def _admit(
-        self, stream: Stream, submission: Submission, signer: Ed25519PublicKey, recorded_at: str
+        self,
+        stream: Stream,
+        submission: Submission,
+        signer: Ed25519PublicKey,
+        directory: Directory,
+        recorded_at: str,
     ) -> None:
         """Check the stream's rules; the domain layer extends this for its streams."""
         if isinstance(stream, Directory):

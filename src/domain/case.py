@@ -1,0 +1,408 @@
+"""A case's state, folded from its entries: members, decisions, consents, sharing and flags.
+
+Decision state is derived here, never asserted by a client: a decision becomes agreed when the
+agreement that completes R9 is applied, is on hold while no treatment consent for the agreed
+proposal is active (R10), and is superseded when a decision revisiting it is agreed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from domain import bodies as b
+from ledger.clock import format_recorded, normalise
+from ledger.entry import Entry
+from ledger.stream import Stream
+
+LATE_AFTER = timedelta(hours=24)
+FEEDBACK_DUE_AFTER = timedelta(days=14)
+
+
+@dataclass
+class Member:
+    person: str
+    role: str
+    parental_responsibility: bool
+    organisation: str | None
+    joined_at: str
+    left_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.left_at is None
+
+
+@dataclass
+class Proposal:
+    id: str
+    hash: str
+    title: str
+    do_nothing: bool
+    by: str
+    made_at: str
+    withdrawn_at: str | None = None
+
+
+@dataclass
+class Opinion:
+    person: str
+    proposal: str
+    proposal_hash: str
+    stance: str
+    hash: str
+    recorded_at: str
+
+
+@dataclass
+class ChildView:
+    hash: str
+    by: str
+    on_behalf: bool
+    view: str
+    method: str
+    recorded_at: str
+    feedback: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Agreement:
+    person: str
+    proposal_hash: str
+    hash: str
+    recorded_at: str
+
+
+@dataclass
+class Consent:
+    hash: str
+    by: str
+    given: bool  # False: a recorded refusal
+    scope: b.TreatmentScope | b.SharingScope
+    decision: str | None
+    recorded_at: str
+    withdrawn_at: str | None = None
+
+    def active_at(self, recorded_at: str) -> bool:
+        """True for a consent given, not withdrawn by then, and (for sharing) not expired."""
+        if not self.given or (self.withdrawn_at is not None and self.withdrawn_at <= recorded_at):
+            return False
+        if isinstance(self.scope, b.SharingScope):
+            return recorded_at[:10] <= self.scope.until.isoformat()
+        return True
+
+
+@dataclass
+class Decision:
+    id: str
+    question: str
+    required: list[str]
+    opened_by: str
+    opened_at: str
+    revisits: str | None
+    proposals: dict[str, Proposal] = field(default_factory=dict)
+    opinions: list[Opinion] = field(default_factory=list)
+    child_views: list[ChildView] = field(default_factory=list)
+    not_obtained: list[str] = field(default_factory=list)  # hashes of child_view.not_obtained
+    capacity: dict[str, bool] = field(default_factory=dict)
+    agreements: dict[str, Agreement] = field(default_factory=dict)
+    dissents: list[str] = field(default_factory=list)
+    deferred_until: date | None = None
+    agreed_hash: str | None = None
+    agreed_at: str | None = None
+    superseded_by: str | None = None
+
+    def live_proposals(self) -> list[Proposal]:
+        return [p for p in self.proposals.values() if p.withdrawn_at is None]
+
+    def proposal_by_hash(self, proposal_hash: str) -> Proposal | None:
+        for proposal in self.proposals.values():
+            if proposal.hash == proposal_hash:
+                return proposal
+        return None
+
+    @property
+    def child_heard(self) -> bool:
+        """R6: a view was recorded, or a reason was given why it could not be."""
+        return bool(self.child_views or self.not_obtained)
+
+    @property
+    def real_options(self) -> bool:
+        """R7: at least two proposals are on the table (doing nothing counts as one)."""
+        return len(self.live_proposals()) >= 2
+
+    def unanimous_on(self, agreements: dict[str, Agreement]) -> str | None:
+        """The proposal hash every required participant agrees on, if there is one."""
+        hashes = {agreements[p].proposal_hash for p in self.required if p in agreements}
+        if len(hashes) == 1 and all(p in agreements for p in self.required):
+            return hashes.pop()
+        return None
+
+
+@dataclass
+class EntryRef:
+    """What the case remembers of every entry: who said what kind of thing, and when."""
+
+    hash: str
+    seq: int
+    kind: str
+    by: str
+    on_behalf_of: str | None
+    at: str
+    recorded_at: str
+    late: bool
+    decision: str | None
+
+
+@dataclass
+class Share:
+    hash: str
+    recipient: str
+    purpose: str
+    basis: str
+    consent: str | None
+    justification: str
+    by: str
+    recorded_at: str
+
+    @property
+    def safeguarding(self) -> bool:
+        return self.basis == "safeguarding"
+
+
+@dataclass
+class Action:
+    id: str
+    decision: str
+    owner: str
+    due: date
+    assigned_by: str
+    completed_at: str | None = None
+
+
+class Case(Stream):
+    """One child's decision record."""
+
+    def __init__(self, stream_id: Any) -> None:
+        super().__init__(stream_id)
+        self.child: str | None = None
+        self.lead: str | None = None
+        self.title = ""
+        self.members: dict[str, Member] = {}
+        self.preferences: dict[str, b.PreferencesStated] = {}
+        self.decisions: dict[str, Decision] = {}
+        self.consents: dict[str, Consent] = {}
+        self.entries: dict[str, EntryRef] = {}
+        self.corrections: dict[str, list[str]] = {}
+        self.shares: list[Share] = []
+        self.concerns: list[str] = []
+        self.actions: dict[str, Action] = {}
+        self.reviews: list[tuple[str, date]] = []
+
+    # -- questions the rules and projections ask ---------------------------------------------
+
+    def member(self, person: str) -> Member | None:
+        """The person's active membership, if any."""
+        member = self.members.get(person)
+        return member if member is not None and member.active else None
+
+    def status(self, decision: Decision) -> str:
+        """open, deferred, agreed, on_hold or superseded: derived, never stored."""
+        if decision.superseded_by is not None:
+            return "superseded"
+        if decision.agreed_hash is not None:
+            in_force = self.treatment_consent(decision.agreed_hash, self.recorded_at)
+            return "agreed" if in_force is not None else "on_hold"
+        return "deferred" if decision.deferred_until is not None else "open"
+
+    def treatment_consent(self, proposal_hash: str, recorded_at: str) -> Consent | None:
+        """An active treatment consent for that proposal, if any."""
+        for consent in self.consents.values():
+            if (
+                isinstance(consent.scope, b.TreatmentScope)
+                and consent.scope.proposal_hash == proposal_hash
+                and consent.active_at(recorded_at)
+            ):
+                return consent
+        return None
+
+    def sharing_consent(self, organisation: str, recorded_at: str) -> Consent | None:
+        """An active sharing consent naming that organisation, if any."""
+        for consent in self.consents.values():
+            if (
+                isinstance(consent.scope, b.SharingScope)
+                and consent.scope.organisation == organisation
+                and consent.active_at(recorded_at)
+            ):
+                return consent
+        return None
+
+    def agreement_would_complete(
+        self, decision: Decision, agreements: dict[str, Agreement], recorded_at: str
+    ) -> str | None:
+        """The hash the decision would be agreed on with these agreements (R6, R7, R9)."""
+        agreed = decision.unanimous_on(agreements)
+        if agreed is None or not (decision.child_heard and decision.real_options):
+            return None
+        return agreed if self.treatment_consent(agreed, recorded_at) else None
+
+    def late_entries(self) -> list[EntryRef]:
+        """R13: entries recorded more than 24 hours after the time their author gave."""
+        return [ref for ref in self.entries.values() if ref.late]
+
+    def overdue_feedback(self, now: str) -> list[tuple[Decision, ChildView]]:
+        """R14: the child's views that got no feedback within 14 days."""
+        cutoff = _shift(now, -FEEDBACK_DUE_AFTER)
+        return [
+            (decision, view)
+            for decision in self.decisions.values()
+            for view in decision.child_views
+            if not view.feedback and view.recorded_at < cutoff
+        ]
+
+    def safeguarding_shares(self) -> list[Share]:
+        """R12: shares made without consent for a child's safety, flagged for reviewers."""
+        return [share for share in self.shares if share.safeguarding]
+
+    # -- folding entries ---------------------------------------------------------------------
+
+    def apply(self, entry: Entry) -> None:
+        super().apply(entry)
+        statement = entry.statement
+        body = b.parse_body(statement)
+        at = normalise(statement.at)
+        self.entries[entry.hash] = EntryRef(
+            hash=entry.hash,
+            seq=entry.seq,
+            kind=statement.kind,
+            by=statement.by,
+            on_behalf_of=statement.on_behalf_of,
+            at=at,
+            recorded_at=entry.recorded_at,
+            late=entry.recorded_at > _shift(at, LATE_AFTER),
+            decision=getattr(body, "decision", None),
+        )
+        handler = getattr(self, "_on_" + statement.kind.replace(".", "_"))
+        handler(body, statement.by, entry)
+
+    def _on_case_opened(self, body: b.CaseOpened, by: str, entry: Entry) -> None:
+        self.child, self.lead, self.title = body.child, body.lead, body.title
+        self.members[body.lead] = Member(body.lead, "clinician", False, None, entry.recorded_at)
+        self.members[body.child] = Member(body.child, "child", False, None, entry.recorded_at)
+
+    def _on_participant_joined(self, body: b.ParticipantJoined, by: str, entry: Entry) -> None:
+        self.members[body.person] = Member(
+            body.person,
+            body.role,
+            body.parental_responsibility,
+            body.organisation,
+            entry.recorded_at,
+        )
+
+    def _on_participant_left(self, body: b.ParticipantLeft, by: str, entry: Entry) -> None:
+        self.members[body.person].left_at = entry.recorded_at
+
+    def _on_preferences_stated(self, body: b.PreferencesStated, by: str, entry: Entry) -> None:
+        self.preferences[entry.statement.on_behalf_of or by] = body
+
+    def _on_decision_opened(self, body: b.DecisionOpened, by: str, entry: Entry) -> None:
+        self.decisions[body.decision] = Decision(
+            body.decision, body.question, list(body.required), by, entry.recorded_at, body.revisits
+        )
+
+    def _on_proposal_made(self, body: b.ProposalMade, by: str, entry: Entry) -> None:
+        self.decisions[body.decision].proposals[body.proposal] = Proposal(
+            body.proposal, entry.hash, body.title, body.do_nothing, by, entry.recorded_at
+        )
+
+    def _on_proposal_withdrawn(self, body: b.ProposalWithdrawn, by: str, entry: Entry) -> None:
+        self.decisions[body.decision].proposals[body.proposal].withdrawn_at = entry.recorded_at
+
+    def _on_opinion_given(self, body: b.OpinionGiven, by: str, entry: Entry) -> None:
+        self.decisions[body.decision].opinions.append(
+            Opinion(
+                by, body.proposal, body.proposal_hash, body.stance, entry.hash, entry.recorded_at
+            )
+        )
+
+    def _on_child_view_recorded(self, body: b.ChildViewRecorded, by: str, entry: Entry) -> None:
+        on_behalf = entry.statement.on_behalf_of is not None
+        self.decisions[body.decision].child_views.append(
+            ChildView(entry.hash, by, on_behalf, body.view, body.method, entry.recorded_at)
+        )
+
+    def _on_child_view_not_obtained(
+        self, body: b.ChildViewNotObtained, by: str, entry: Entry
+    ) -> None:
+        self.decisions[body.decision].not_obtained.append(entry.hash)
+
+    def _on_feedback_given(self, body: b.FeedbackGiven, by: str, entry: Entry) -> None:
+        for view in self.decisions[body.decision].child_views:
+            if view.hash == body.view:
+                view.feedback.append(entry.hash)
+
+    def _on_capacity_assessed(self, body: b.CapacityAssessed, by: str, entry: Entry) -> None:
+        self.decisions[body.decision].capacity[body.person] = body.competent
+
+    def _on_consent_given(self, body: b.ConsentGiven, by: str, entry: Entry) -> None:
+        self.consents[entry.hash] = Consent(
+            entry.hash, by, True, body.scope, body.decision, entry.recorded_at
+        )
+
+    def _on_consent_refused(self, body: b.ConsentRefused, by: str, entry: Entry) -> None:
+        self.consents[entry.hash] = Consent(
+            entry.hash, by, False, body.scope, body.decision, entry.recorded_at
+        )
+
+    def _on_consent_withdrawn(self, body: b.ConsentWithdrawn, by: str, entry: Entry) -> None:
+        self.consents[body.consent].withdrawn_at = entry.recorded_at
+
+    def _on_agreement_given(self, body: b.AgreementGiven, by: str, entry: Entry) -> None:
+        decision = self.decisions[body.decision]
+        decision.agreements[by] = Agreement(by, body.proposal_hash, entry.hash, entry.recorded_at)
+        agreed = self.agreement_would_complete(decision, decision.agreements, entry.recorded_at)
+        if agreed is not None:
+            decision.agreed_hash, decision.agreed_at = agreed, entry.recorded_at
+            if decision.revisits is not None:
+                self.decisions[decision.revisits].superseded_by = decision.id
+
+    def _on_dissent_recorded(self, body: b.DissentRecorded, by: str, entry: Entry) -> None:
+        self.decisions[body.decision].dissents.append(entry.hash)
+
+    def _on_decision_deferred(self, body: b.DecisionDeferred, by: str, entry: Entry) -> None:
+        self.decisions[body.decision].deferred_until = body.until
+
+    def _on_action_assigned(self, body: b.ActionAssigned, by: str, entry: Entry) -> None:
+        self.actions[body.action] = Action(body.action, body.decision, body.owner, body.due, by)
+
+    def _on_action_completed(self, body: b.ActionCompleted, by: str, entry: Entry) -> None:
+        self.actions[body.action].completed_at = entry.recorded_at
+
+    def _on_review_scheduled(self, body: b.ReviewScheduled, by: str, entry: Entry) -> None:
+        self.reviews.append((body.decision, body.due))
+
+    def _on_information_shared(self, body: b.InformationShared, by: str, entry: Entry) -> None:
+        self.shares.append(
+            Share(
+                entry.hash,
+                body.recipient,
+                body.purpose,
+                body.basis,
+                body.consent,
+                body.justification,
+                by,
+                entry.recorded_at,
+            )
+        )
+
+    def _on_safeguarding_concern_raised(self, body: b.ConcernRaised, by: str, entry: Entry) -> None:
+        self.concerns.append(entry.hash)
+
+    def _on_entry_corrected(self, body: b.EntryCorrected, by: str, entry: Entry) -> None:
+        self.corrections.setdefault(body.entry, []).append(entry.hash)
+
+
+def _shift(stamp: str, delta: timedelta) -> str:
+    """A recorded_at-form timestamp moved by `delta`, still comparable as a string."""
+    return format_recorded(datetime.fromisoformat(stamp) + delta)
