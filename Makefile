@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	@test -f .accord/config.json || $(BIN)/accord init --origin accord.localhost/demo
+	$(BIN)/accord demo
 	$(BIN)/accord status
 
 test: $(STAMP)

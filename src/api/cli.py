@@ -8,10 +8,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from api.demo import describe, run_demo
 from api.home import Home, default_home, passphrase
+from domain.record import DecisionRecord
 from ledger import keys
 from ledger.errors import LedgerError
-from ledger.ledger import Ledger
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the ledger's origin, keys and size")
     status.set_defaults(run=_status)
 
+    demo = commands.add_parser("demo", help="play the worked case and print its plan (rerunnable)")
+    demo.set_defaults(run=_demo)
+
     person = commands.add_parser("person", help="people in the directory").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -87,7 +91,7 @@ def _home(args: argparse.Namespace) -> Home:
     return Home.load(args.home or default_home())
 
 
-def _open(args: argparse.Namespace, home: Home) -> Ledger:
+def _open(args: argparse.Namespace, home: Home) -> DecisionRecord:
     return home.open_ledger(args.store or os.environ.get("ACCORD_STORE"))
 
 
@@ -109,6 +113,15 @@ def _status(args: argparse.Namespace) -> int:
         print(f"directory      {ledger.directory_id}")
         print(f"people         {len(directory.persons)}")
         print(f"entries        {ledger.size()}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        played, created = run_demo(home, ledger)
+        print(describe(ledger.case(played.case), ledger))
+        print(f"{created} new entries ({len(played.receipts) - created} already recorded)")
     return 0
 
 

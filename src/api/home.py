@@ -15,10 +15,10 @@ from pathlib import Path
 
 import msgspec
 
+from domain.record import DecisionRecord
 from ledger import keys
 from ledger.authority import Authority
 from ledger.errors import LedgerError
-from ledger.ledger import Ledger
 
 CONFIG = "config.json"
 AUTHORITY_KEY = "authority.pem"
@@ -96,11 +96,11 @@ class Home:
         except msgspec.DecodeError as exc:
             raise HomeError(f"{path / CONFIG} is not valid: {exc}") from None
 
-    def open_ledger(self, store: str | None = None) -> Ledger:
-        """Open the ledger, on `store` if given, else on the configured store."""
+    def open_ledger(self, store: str | None = None) -> DecisionRecord:
+        """Open the decision record, on `store` if given, else on the configured store."""
         authority = keys.public_key_from_b64(self.config.authority_key)
-        return Ledger(store or self.config.store, self.config.origin, authority)
+        return DecisionRecord(store or self.config.store, self.config.origin, authority)
 
-    def authority(self, ledger: Ledger) -> Authority:
+    def authority(self, ledger: DecisionRecord) -> Authority:
         """The authority, with its private key loaded from the home."""
         return Authority(ledger, keys.load_private_key(self.path / AUTHORITY_KEY, passphrase()))

@@ -11,6 +11,7 @@ import pytest
 
 from api.cli import main
 from api.home import Home
+from domain.record import DecisionRecord
 from ledger import keys
 from ledger.author import Author
 from ledger.errors import KeyRevoked
@@ -60,10 +61,25 @@ def test_init_twice_is_refused(cli: CLI) -> None:
     assert err == f"accord: home: {cli.home} is already initialised"
 
 
+def open_case(ledger: DecisionRecord, author: Author, child: str) -> bytes:
+    body = {"child": child, "title": "Physiotherapy", "lead": author.person}
+    return author.submission(str(uuid.uuid4()), "case.opened", body)
+
+
 def test_a_person_with_a_new_key_can_sign_statements(cli: CLI, tmp_path: Path) -> None:
-    person = cli.ok("person", "add", "--name", "Grace", "--kind", "adult")
+    child = cli.ok("person", "add", "--name", "Amara", "--kind", "child", "--born", "2017-03-14")
+    person = cli.ok(
+        "person",
+        "add",
+        "--name",
+        "Dr Okafor",
+        "--kind",
+        "professional",
+        "--profession",
+        "paediatrician",
+    )
     assert str(uuid.UUID(person)) == person
-    key_file = tmp_path / "grace.pem"
+    key_file = tmp_path / "okafor.pem"
     kid = cli.ok("key", "new", "--out", str(key_file))
     assert mode(key_file) == 0o600
 
@@ -72,11 +88,13 @@ def test_a_person_with_a_new_key_can_sign_statements(cli: CLI, tmp_path: Path) -
     home = Home.load(cli.home)
     with home.open_ledger(cli.store) as ledger:
         author = Author(ledger.origin, person, keys.load_private_key(key_file))
-        assert ledger.submit(author.submission(str(uuid.uuid4()), "note.made", {})).created
+        assert ledger.submit(open_case(ledger, author, child)).created
         assert ledger.directory().persons[person].keys == [kid]
+        assert ledger.directory().persons[child].born == "2017-03-14"
 
 
 def test_a_revoked_key_no_longer_signs(cli: CLI, tmp_path: Path) -> None:
+    child = cli.ok("person", "add", "--name", "Amara", "--kind", "child")
     person = cli.ok("person", "add", "--name", "Sam", "--kind", "professional")
     key_file = tmp_path / "sam.pem"
     kid = cli.ok("key", "new", "--out", str(key_file))
@@ -99,7 +117,7 @@ def test_a_revoked_key_no_longer_signs(cli: CLI, tmp_path: Path) -> None:
         assert record.compromised_since == since[:-1] + ".000Z"
         author = Author(ledger.origin, person, keys.load_private_key(key_file))
         with pytest.raises(KeyRevoked):
-            ledger.submit(author.submission(str(uuid.uuid4()), "note.made", {}))
+            ledger.submit(open_case(ledger, author, child))
 
 
 @pytest.mark.parametrize(
@@ -162,3 +180,19 @@ def test_key_new_never_overwrites_a_key_file(
     assert main(["key", "new", "--out", str(key_file)]) == 1
     assert key_file.read_bytes() == original
     assert "exists" in capsys.readouterr().err
+
+
+def test_the_demo_plays_the_worked_case_once_however_often_it_runs(cli: CLI) -> None:
+    first = cli.ok("demo")
+    assert "status: agreed" in first
+    assert "* One clinic session plus a daily home programme" in first
+    assert "withdrawn" in first
+    assert first.endswith("25 new entries (0 already recorded)")
+    entries = cli.ok("status")
+
+    second = cli.ok("demo")
+
+    assert second.endswith("0 new entries (25 already recorded)")
+    assert cli.ok("status") == entries
+    for key_file in (cli.home / "demo").glob("*.pem"):
+        assert mode(key_file) == 0o600
