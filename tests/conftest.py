@@ -39,18 +39,33 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
+    require_postgres()
+    schema = create_schema()
+    try:
+        yield f"{PG_DSN}?schema={schema}"
+    finally:
+        drop_schema(schema)
+
+
+def require_postgres() -> None:
+    """Skip (locally) or fail (in CI) when the PostgreSQL server does not answer."""
     if _PG_PROBLEM is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI requires PostgreSQL: {_PG_PROBLEM}")
         pytest.skip(_PG_PROBLEM)
+
+
+def create_schema() -> str:
+    """A new, empty PostgreSQL schema for one test."""
     schema = f"accord_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_DSN}?schema={schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return schema
+
+
+def drop_schema(schema: str) -> None:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @dataclass
