@@ -21,7 +21,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/append.py
+	$(BIN)/python -m bench.append
+	$(BIN)/python -m bench.domain
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -10,10 +10,10 @@ from pathlib import Path
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-sys.path.insert(0, str(Path(__file__).parent))
+if not __package__:  # run as a file: bench/ must not shadow the `domain` package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from common import Result, median, rate, report, store_urls
-
+from bench.common import Result, median, rate, report, store_urls
 from ledger import keys
 from ledger.author import Author
 from ledger.authority import Authority

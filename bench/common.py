@@ -94,7 +94,7 @@ def report(name: str, results: list[Result]) -> None:
             f"{r.target:.2f}",
             ok,
         )
-    Console().print(table)
+    Console(width=120).print(table)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_bytes(msgspec.json.format(msgspec.json.encode(results)) + b"\n")

@@ -230,18 +230,30 @@ class Ledger(Application[UUID]):
         try:
             state = self._states.get(stream_id)
         except KeyError:
-            state = self._stream_class(stream_id)(stream_id)
+            state = self.replay(stream_id)
             self._states.put(stream_id, state)
-            fresh = True
+            return state
         if fresh:
             try:
-                fold(state, self.entries(stream_id, after=state.version))
+                self._fold(state, after=state.version)
             except IntegrityViolation:
                 self._states.get(stream_id, evict=True)
-                # A broken chain shows up one entry late; the full check names the altered one.
-                self.check_stream(stream_id)
                 raise
         return state
+
+    def replay(self, stream_id: UUID) -> Stream:
+        """A stream's state rebuilt from every stored entry, bypassing the cache."""
+        state = self._stream_class(stream_id)(stream_id)
+        self._fold(state)
+        return state
+
+    def _fold(self, state: Stream, after: int = 0) -> None:
+        try:
+            fold(state, self.entries(state.id, after=after))
+        except IntegrityViolation:
+            # A broken chain shows up one entry late; the full check names the altered one.
+            self.check_stream(state.id)
+            raise
 
     def entry(self, stream_id: UUID, seq: int) -> Entry:
         """One entry of a stream by its seq."""
