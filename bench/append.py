@@ -7,13 +7,10 @@ import sys
 import uuid
 from pathlib import Path
 
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate, event
-
 if not __package__:  # run as a file: bench/ must not shadow the `domain` package
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.common import Result, median, rate, report, store_urls
+from bench.common import Note, Reference, compared, rate, report, store_urls
 from ledger import keys
 from ledger.author import Author
 from ledger.authority import Authority
@@ -24,18 +21,6 @@ ORIGIN = "bench.example/accord"
 COUNTS = {"sqlite": 2000, "postgres": 1000}
 ROUNDS = 3
 TARGET = 0.5
-
-
-class Note(Aggregate):
-    """The reference: a plain aggregate whose every event carries the same payload."""
-
-    @event("Noted")
-    def note(self, payload: str) -> None:
-        pass
-
-
-class Reference(Application[uuid.UUID]):
-    name = "Reference"
 
 
 def signed_rate(url: str, count: int) -> float:
@@ -81,18 +66,7 @@ def main() -> None:
             for round_ in range(ROUNDS):
                 raw.append(raw_rate(fresh(f"raw{round_}"), count, payload))
                 signed.append(signed_rate(fresh(f"signed{round_}"), count))
-            value, reference = median(signed), median(raw)
-            results.append(
-                Result(
-                    name="signed_append",
-                    store=store,
-                    value=value,
-                    unit="statements/s",
-                    reference=reference,
-                    ratio=value / reference,
-                    target=TARGET,
-                )
-            )
+            results.append(compared("signed_append", store, "statements/s", signed, raw, TARGET))
     report("append", results)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import msgspec
 import psycopg
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
 from rich.console import Console
 from rich.table import Table
 
@@ -66,15 +68,33 @@ def store_urls() -> Iterator[Iterator[tuple[str, Callable[[str], str]]]]:
                         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+class Note(Aggregate):
+    """The reference aggregate: every event carries an entry-sized payload."""
+
+    @event("Noted")
+    def note(self, payload: str) -> None:
+        pass
+
+
+class Reference(Application[uuid.UUID]):
+    """Plain eventsourcing, as the reference every ratio is measured against."""
+
+    name = "Reference"
+
+
+def compared(
+    name: str, store: str, unit: str, values: list[float], references: list[float], target: float
+) -> Result:
+    """A result from repeated measurements: medians, and their ratio."""
+    value, reference = statistics.median(values), statistics.median(references)
+    return Result(name, store, value, unit, reference, value / reference, target)
+
+
 def rate(count: int, run: Callable[[], None]) -> float:
     """Operations per second of `run`, which performs `count` operations."""
     started = time.perf_counter()
     run()
     return count / (time.perf_counter() - started)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def report(name: str, results: list[Result]) -> None:

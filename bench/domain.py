@@ -8,13 +8,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate, event
-
 if not __package__:  # run as a file: bench/ must not shadow the `domain` package
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.common import Result, median, rate, report, store_urls
+from bench.common import Note, Reference, compared, rate, report, store_urls
 from domain.record import DecisionRecord
 from domain.worked_case import CAST, birth_date, play
 from ledger import keys
@@ -27,18 +24,6 @@ ENTRIES = 1000
 REBUILDS = {"sqlite": 30, "postgres": 15}
 ROUNDS = 3
 TARGET = 0.5
-
-
-class Note(Aggregate):
-    """The reference: a plain aggregate whose every event carries an entry-sized payload."""
-
-    @event("Noted")
-    def note(self, payload: str) -> None:
-        pass
-
-
-class Reference(Application[uuid.UUID]):
-    name = "Reference"
 
 
 def build_case(record: DecisionRecord, authority: Authority) -> tuple[uuid.UUID, str]:
@@ -126,18 +111,7 @@ def main() -> None:
                 value, payload = case_rate(fresh(f"case{round_}"))
                 ours.append(value)
                 raw.append(raw_rate(fresh(f"raw{round_}"), payload, REBUILDS[store]))
-            value, reference = median(ours), median(raw)
-            results.append(
-                Result(
-                    name="case_rebuild_1000",
-                    store=store,
-                    value=value,
-                    unit="cases/s",
-                    reference=reference,
-                    ratio=value / reference,
-                    target=TARGET,
-                )
-            )
+            results.append(compared("case_rebuild_1000", store, "cases/s", ours, raw, TARGET))
     report("domain", results)
 
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ledger.errors import Malformed
 from ledger.statement import Statement, Uuid
+from ledger.statement import parse_body as statement_body
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 LongText = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
@@ -258,10 +258,4 @@ BODIES: dict[str, type[Body]] = {
 
 def parse_body(statement: Statement) -> Any:
     """The statement's body as the Struct of its kind; unknown kinds and fields are malformed."""
-    body_type = BODIES.get(statement.kind)
-    if body_type is None:
-        raise Malformed(f"{statement.kind!r} is not a case statement kind")
-    try:
-        return msgspec.convert(statement.body, body_type)
-    except msgspec.ValidationError as exc:
-        raise Malformed(f"{statement.kind} body: {exc}") from None
+    return statement_body(statement, BODIES, "case")

@@ -14,13 +14,13 @@ from ledger.entry import Entry
 from ledger.errors import KeyRevoked, Malformed, NotPermitted, UnknownKey
 from ledger.keys import Ed25519PublicKey, kid, public_key_b64, public_key_from_b64
 from ledger.statement import Kid, Statement, Timestamp, Uuid
+from ledger.statement import parse_body as statement_body
 from ledger.stream import Stream
 
 _DIRECTORY_NAMESPACE = UUID("0b8f5d8e-3f7c-5a55-8d0e-6a3b1f0c9e27")
 
 PersonKind = Literal["authority", "child", "adult", "professional", "service"]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Date = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}\Z")]
 PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}\Z")]
 
 
@@ -41,7 +41,7 @@ class PersonRegistered(_Body):
     kind: PersonKind
     profession: Text | None = None
     organisation: Text | None = None
-    born: Date | None = None
+    born: date | None = None
 
 
 class KeyBound(_Body):
@@ -76,19 +76,7 @@ BODIES: dict[str, type[_Body]] = {
 
 def parse_body(statement: Statement) -> Any:
     """Validate a directory statement's body against the Struct for its kind."""
-    body_type = BODIES.get(statement.kind)
-    if body_type is None:
-        raise Malformed(f"{statement.kind!r} is not a directory statement kind")
-    try:
-        body = msgspec.convert(statement.body, body_type)
-    except msgspec.ValidationError as exc:
-        raise Malformed(f"{statement.kind} body: {exc}") from None
-    if isinstance(body, PersonRegistered) and body.born is not None:
-        try:
-            date.fromisoformat(body.born)
-        except ValueError:
-            raise Malformed(f"born {body.born!r} is not a real date") from None
-    return body
+    return statement_body(statement, BODIES, "directory")
 
 
 @dataclass
@@ -143,7 +131,12 @@ class Directory(Stream):
         body = parse_body(statement)
         if isinstance(body, PersonRegistered):
             self.persons[body.person] = Person(
-                body.person, body.name, body.kind, body.profession, body.organisation, body.born
+                body.person,
+                body.name,
+                body.kind,
+                body.profession,
+                body.organisation,
+                body.born.isoformat() if body.born else None,
             )
             if body.kind == "authority" and self.authority is None:
                 self.authority = body.person

@@ -11,7 +11,7 @@ import orjson
 
 from ledger.canonical import canonical, loads
 from ledger.clock import RECORDED_PATTERN
-from ledger.encoding import from_b64url, sha256_hex
+from ledger.encoding import sha256_hex
 from ledger.errors import Malformed
 from ledger.keys import Ed25519PublicKey, verify
 from ledger.statement import Statement, parse_statement, signing_input
@@ -40,11 +40,7 @@ class Entry:
 
     def signature_valid(self, public: Ed25519PublicKey) -> bool:
         """True when the stored signature verifies over the stored statement bytes."""
-        try:
-            signature = from_b64url(self.sig)
-        except Malformed:
-            return False
-        return verify(public, signature, signing_input(self.statement_bytes))
+        return verify(public, self.sig, signing_input(self.statement_bytes))
 
     @cached_property
     def statement(self) -> Statement:

@@ -64,11 +64,11 @@ def public_key_from_b64(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def verify(public: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
-    """True when `signature` is a valid Ed25519 signature of `message` by `public`."""
+def verify(public: Ed25519PublicKey, signature: str, message: bytes) -> bool:
+    """True when `signature` (base64url) is a valid Ed25519 signature of `message` by `public`."""
     try:
-        public.verify(signature, message)
-    except InvalidSignature:
+        public.verify(from_b64url(signature), message)
+    except (InvalidSignature, Malformed):
         return False
     return True
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 from ledger.canonical import canonical, loads
 from ledger.clock import AT_PATTERN, parse_timestamp
-from ledger.encoding import b64url, from_b64url
+from ledger.encoding import b64url
 from ledger.errors import Malformed, TooLarge
 from ledger.keys import Ed25519PrivateKey, Ed25519PublicKey, verify
+
+T = TypeVar("T")
 
 MAX_SUBMISSION_BYTES = 64 * 1024
 SIGNING_PREFIX = b"accord.statement.v1\n"
@@ -60,37 +63,42 @@ class Submission:
 
     def signature_valid(self, public: Ed25519PublicKey) -> bool:
         """True when `sig` verifies over the signing input of these exact statement bytes."""
-        try:
-            signature = from_b64url(self.sig)
-        except Malformed:
-            return False
-        return verify(public, signature, signing_input(self.statement_bytes))
+        return verify(public, self.sig, signing_input(self.statement_bytes))
 
 
 def parse_submission(data: bytes) -> Submission:
     """Parse `{"statement": {...}, "sig": "..."}`, checking size, JSON, types and canonical form."""
     if len(data) > MAX_SUBMISSION_BYTES:
         raise TooLarge(f"a submission may be at most {MAX_SUBMISSION_BYTES} bytes")
-    try:
-        envelope = msgspec.json.decode(data, type=_Envelope)
-    except msgspec.ValidationError as exc:
-        raise Malformed(f"submission: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise Malformed(f"not valid JSON: {exc}") from None
+    envelope = decode(data, _Envelope, "submission")
     statement_bytes = canonical(loads(memoryview(envelope.statement)))
     return Submission(parse_statement(statement_bytes), statement_bytes, envelope.sig)
 
 
 def parse_statement(statement_bytes: bytes) -> Statement:
     """Validate canonical statement bytes against the statement structure."""
-    try:
-        statement = msgspec.json.decode(statement_bytes, type=Statement)
-    except msgspec.ValidationError as exc:
-        raise Malformed(f"statement: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise Malformed(f"statement: {exc}") from None
+    statement = decode(statement_bytes, Statement, "statement")
     parse_timestamp(statement.at)
     return statement
+
+
+def decode(data: bytes, kind: type[T], what: str) -> T:
+    """Decode JSON into a msgspec type, any failure becoming `Malformed` naming `what`."""
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise Malformed(f"{what}: {exc}") from None
+
+
+def parse_body(statement: Statement, bodies: Mapping[str, type[T]], stream: str) -> T:
+    """The statement's body as the Struct its kind names in `bodies`, or `Malformed`."""
+    body_type = bodies.get(statement.kind)
+    if body_type is None:
+        raise Malformed(f"{statement.kind!r} is not a {stream} statement kind")
+    try:
+        return msgspec.convert(statement.body, body_type)
+    except msgspec.ValidationError as exc:
+        raise Malformed(f"{statement.kind} body: {exc}") from None
 
 
 def signing_input(statement_bytes: bytes) -> bytes:

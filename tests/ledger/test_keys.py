@@ -64,7 +64,7 @@ def test_a_saved_key_loads_back_as_the_same_key(tmp_path: Path) -> None:
     keys.save_private_key(key, path)
     loaded = keys.load_private_key(path)
     assert raw_private(loaded) == raw_private(key)
-    assert keys.verify(key.public_key(), loaded.sign(b"hello"), b"hello")
+    assert keys.verify(key.public_key(), b64url(loaded.sign(b"hello")), b"hello")
 
 
 def test_the_private_key_file_is_pkcs8_pem(tmp_path: Path) -> None:
@@ -268,11 +268,12 @@ def test_a_malformed_wire_public_key_is_refused(text: str) -> None:
 
 def test_verify_is_true_only_for_the_right_key_and_message() -> None:
     key = keys.generate()
-    signature = key.sign(b"message")
+    signature = b64url(key.sign(b"message"))
     assert keys.verify(key.public_key(), signature, b"message")
     assert not keys.verify(key.public_key(), signature, b"messagE")
     assert not keys.verify(keys.generate().public_key(), signature, b"message")
-    assert not keys.verify(key.public_key(), bytes(64), b"message")
+    assert not keys.verify(key.public_key(), b64url(bytes(64)), b"message")
+    assert not keys.verify(key.public_key(), signature + "=", b"message")  # not base64url
 
 
 # --- public key files --------------------------------------------------------------------------
