@@ -7,11 +7,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ledger.statement import Statement, Uuid
+from ledger.statement import Statement, Text, Uuid
 from ledger.statement import parse_body as statement_body
 
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-LongText = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+LongText = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=r"\S")]
 OptionalText = Annotated[str, msgspec.Meta(max_length=4000)]
 Hash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z", description="entry hash")]
 People = Annotated[list[Uuid], msgspec.Meta(min_length=1, max_length=50)]

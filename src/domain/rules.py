@@ -18,6 +18,15 @@ CLOCK_SKEW = timedelta(minutes=5)
 ADULT_FOR_CONSENT = 16
 ON_BEHALF_KINDS = frozenset({"child_view.recorded", "preferences.stated"})
 OPEN = frozenset({"open", "deferred"})
+ROLE_NAMES = {
+    "child": "the child",
+    "parent": "a parent",
+    "carer": "a carer",
+    "clinician": "a clinician",
+    "social_worker": "a social worker",
+    "advocate": "an advocate",
+    "external_partner": "an external partner",
+}
 
 
 def admit(case: Case, statement: Statement, directory: Directory, recorded_at: str) -> None:
@@ -25,6 +34,10 @@ def admit(case: Case, statement: Statement, directory: Directory, recorded_at: s
     body = b.parse_body(statement)
     check = _Check(case, statement, directory, recorded_at)
     check.time()
+    if statement.on_behalf_of is not None and statement.kind not in ON_BEHALF_KINDS:
+        raise RoleNotPermitted(
+            "R4", "Only a child's view or preferences may be recorded on someone's behalf."
+        )
     if statement.kind == "case.opened":
         check.opening(body)
         return
@@ -74,7 +87,9 @@ class _Check:
         if self.case.version:
             raise RuleViolated("R5", "This case is already open; a case is opened only once.")
         author = self.directory.persons.get(by)
-        if author is None or author.kind != "professional" or author.reviewer:
+        if author is not None and (author.reviewer or author.kind == "service"):
+            raise NotAMember(f"{author.name} reads cases as a reviewer or service; they open none.")
+        if author is None or author.kind != "professional":
             raise RoleNotPermitted("R3", "Only a clinician can open a case.")
         if body.lead != by:
             raise RoleNotPermitted(
@@ -104,10 +119,6 @@ class _Check:
         for_ = self.statement.on_behalf_of
         if for_ is None:
             return
-        if self.statement.kind not in ON_BEHALF_KINDS:
-            raise RoleNotPermitted(
-                "R4", "Only a child's view or preferences may be recorded on someone's behalf."
-            )
         if for_ != self.case.child:
             raise RoleNotPermitted("R4", f"Statements can only be made on behalf of {self.child}.")
         if author.role == "child" or author.role == "external_partner":
@@ -121,7 +132,8 @@ class _Check:
 
     def require_role(self, rule: str, author: Member, roles: frozenset[str], what: str) -> None:
         if author.role not in roles:
-            raise RoleNotPermitted(rule, f"{what}; {self.name(author.person)} is {author.role}.")
+            role = ROLE_NAMES[author.role]
+            raise RoleNotPermitted(rule, f"{what}; {self.name(author.person)} is {role}.")
 
     def require_lead(self, what: str) -> None:
         if self.statement.by != self.case.lead:
@@ -136,12 +148,15 @@ class _Check:
         if author.role == "external_partner":
             raise RoleNotPermitted("R3", f"An external partner cannot {what}.")
 
-    def decision(self, decision_id: str, *, open_only: bool = False) -> Decision:
+    def decision(
+        self, decision_id: str, *, open_only: bool = False, superseded: bool = False
+    ) -> Decision:
+        """The decision, which must be open (`open_only`) or, unless `superseded`, current."""
         decision = self.case.decisions.get(decision_id)
         if decision is None:
             raise RuleViolated("R5", "That decision does not exist in this case.")
         status = self.case.status(decision)
-        if status == "superseded" or (open_only and status not in OPEN):
+        if (status == "superseded" and not superseded) or (open_only and status not in OPEN):
             raise RuleViolated(
                 "R5", f"The decision \u201c{decision.question}\u201d is {status.replace('_', ' ')}."
             )
@@ -178,6 +193,8 @@ class _Check:
         expected = {"child": "child", "parent": "adult", "carer": "adult"}.get(body.role)
         if body.role == "child" or (expected and person.kind != expected):
             raise RoleNotPermitted("R3", f"{person.name} cannot join as {body.role}.")
+        if body.role == "external_partner" and person.kind not in ("adult", "professional"):
+            raise RoleNotPermitted("R3", f"{person.name} cannot join as an external partner.")
         if body.role in b.PROFESSIONAL_ROLES and person.kind != "professional":
             raise RoleNotPermitted("R3", f"{person.name} is not registered as a professional.")
         if body.parental_responsibility and body.role not in ("parent", "carer"):
@@ -223,7 +240,9 @@ class _Check:
         if proposal is None:
             raise RuleViolated("R5", "That proposal does not exist for this decision.")
         if proposal.by != author.person:
-            raise RoleNotPermitted("R3", "Only the proposal's author can withdraw it.")
+            raise RoleNotPermitted(
+                "R3", f"Only {self.name(proposal.by)}, who made this proposal, can withdraw it."
+            )
         if proposal.withdrawn_at is not None:
             raise StaleReference(f"The proposal \u201c{proposal.title}\u201d is already withdrawn.")
 
@@ -246,7 +265,8 @@ class _Check:
 
     def feedback_given(self, body: b.FeedbackGiven, author: Member) -> None:
         self.require_professional(author, f"gives {self.child} feedback")
-        decision = self.decision(body.decision)
+        # A view is owed its answer (R14) even after the decision was revisited.
+        decision = self.decision(body.decision, superseded=True)
         if not any(view.hash == body.view for view in decision.child_views):
             raise RuleViolated(
                 "R5", f"That view of {self.child}'s is not recorded for this decision."
@@ -404,4 +424,8 @@ class _Check:
     def entry_corrected(self, body: b.EntryCorrected, author: Member) -> None:
         target = self.referenced_entry(body.entry, tuple(b.BODIES), "entry")
         if author.person not in (target.by, self.case.lead):
-            raise RoleNotPermitted("R11", "Only an entry's author or the case lead can correct it.")
+            raise RoleNotPermitted(
+                "R11",
+                f"Only {self.name(target.by)}, who wrote this entry, or the case lead, "
+                f"{self.name(self.case.lead)}, can correct it.",
+            )

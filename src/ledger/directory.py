@@ -13,14 +13,13 @@ from ledger.clock import normalise
 from ledger.entry import Entry
 from ledger.errors import KeyRevoked, Malformed, NotPermitted, UnknownKey
 from ledger.keys import Ed25519PublicKey, kid, public_key_b64, public_key_from_b64
-from ledger.statement import Kid, Statement, Timestamp, Uuid
+from ledger.statement import Kid, Statement, Text, Timestamp, Uuid
 from ledger.statement import parse_body as statement_body
 from ledger.stream import Stream
 
 _DIRECTORY_NAMESPACE = UUID("0b8f5d8e-3f7c-5a55-8d0e-6a3b1f0c9e27")
 
 PersonKind = Literal["authority", "child", "adult", "professional", "service"]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}\Z")]
 
 

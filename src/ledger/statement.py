@@ -25,6 +25,8 @@ Uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN, description="lowercase 
 Kid = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}\Z", description="key id")]
 Signature = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{86}\Z", description="Ed25519")]
 Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+\Z", max_length=64)]
+# Required text must say something: at least one character that is not white space.
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
 Timestamp = Annotated[str, msgspec.Meta(pattern=AT_PATTERN)]
 Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+\Z")]
 
