@@ -153,6 +153,7 @@ class EntryRef:
     recorded_at: str
     late: bool
     decision: str | None
+    body: Any
 
 
 @dataclass
@@ -282,6 +283,7 @@ class Case(Stream):
             recorded_at=entry.recorded_at,
             late=entry.recorded_at > _shift(at, LATE_AFTER),
             decision=getattr(body, "decision", None),
+            body=body,
         )
         handler = getattr(self, "_on_" + statement.kind.replace(".", "_"))
         handler(body, statement.by, entry)

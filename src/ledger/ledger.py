@@ -6,14 +6,14 @@ import copy
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 from uuid import UUID
 
 import msgspec
 from eventsourcing.application import Application, LRUCache
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
 from ledger.clock import Clock
 from ledger.directory import Directory, KeyRecord, directory_id
@@ -62,6 +62,7 @@ class Accepted:
 
     receipt: Receipt
     created: bool
+    notification_id: int | None = None  # where the new entry sits in the log; None on a repeat
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,19 @@ class Ledger(Application[UUID]):
         self.clock = clock or Clock()
         self._append_lock = threading.RLock()
         self._states: LRUCache[UUID, Stream] = LRUCache(maxsize=_CACHED_STREAMS)
+        self._listeners: list[Callable[[], None]] = []
         super().__init__(env=self.store.env)
 
     def construct_mapper(self) -> EntryMapper:
         return EntryMapper()
+
+    def on_append(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each append in this process (followers wake on it)."""
+        self._listeners.append(callback)
+
+    def _notify(self, recordings: Sequence[Recording[UUID]]) -> None:
+        for callback in self._listeners:
+            callback()
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -166,7 +176,7 @@ class Ledger(Application[UUID]):
             stream.apply(entry)
             self._notify(recordings)
             receipt = Receipt(statement.stream, entry.seq, entry.hash, recorded_at)
-            return Accepted(receipt, created=True)
+            return Accepted(receipt, created=True, notification_id=recordings[0].notification.id)
         raise Busy(f"stream {statement.stream} stayed contended; try again")
 
     def _signer(
@@ -241,15 +251,15 @@ class Ledger(Application[UUID]):
                 raise
         return state
 
-    def replay(self, stream_id: UUID) -> Stream:
-        """A stream's state rebuilt from every stored entry, bypassing the cache."""
+    def replay(self, stream_id: UUID, upto: int | None = None) -> Stream:
+        """A stream's state rebuilt from its stored entries (up to seq `upto`), past the cache."""
         state = self._stream_class(stream_id)(stream_id)
-        self._fold(state)
+        self._fold(state, upto=upto)
         return state
 
-    def _fold(self, state: Stream, after: int = 0) -> None:
+    def _fold(self, state: Stream, after: int = 0, upto: int | None = None) -> None:
         try:
-            fold(state, self.entries(state.id, after=after))
+            fold(state, self.entries(state.id, after=after, upto=upto))
         except IntegrityViolation:
             # A broken chain shows up one entry late; the full check names the altered one.
             self.check_stream(state.id)
@@ -261,10 +271,10 @@ class Ledger(Application[UUID]):
             return cast(EntryRecorded, event).entry
         raise LookupError(f"stream {stream_id} has no entry {seq}")
 
-    def entries(self, stream_id: UUID, after: int = 0) -> Iterator[Entry]:
-        """A stream's entries in seq order, read page by page."""
+    def entries(self, stream_id: UUID, after: int = 0, upto: int | None = None) -> Iterator[Entry]:
+        """A stream's entries in seq order (after `after`, up to `upto`), read page by page."""
         while True:
-            page = list(self.events.get(stream_id, gt=after, limit=_PAGE))
+            page = list(self.events.get(stream_id, gt=after, lte=upto, limit=_PAGE))
             for event in page:
                 yield cast(EntryRecorded, event).entry
             if len(page) < _PAGE:

@@ -1,0 +1,426 @@
+"""The read models' documents: typed, stable-ordered msgspec Structs built from case state."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import msgspec
+
+from domain import bodies as b
+from domain.case import Case, Decision
+from ledger.directory import Directory
+
+
+class Doc(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """Base of every document."""
+
+
+class Person(Doc):
+    id: str
+    name: str
+
+
+class MemberView(Doc):
+    person: Person
+    role: str
+    joined_at: str
+    parental_responsibility: bool = False
+    organisation: str | None = None
+    left_at: str | None = None
+
+
+class ProposalView(Doc):
+    id: str
+    hash: str
+    title: str
+    by: Person
+    made_at: str
+    description: str = ""
+    benefits: str = ""
+    risks: str = ""
+    do_nothing: bool = False
+    withdrawn_at: str | None = None
+
+
+class OpinionView(Doc):
+    person: Person
+    proposal: str
+    stance: str
+    hash: str
+    recorded_at: str
+    latest: bool
+    reasons: str = ""
+    what_matters: str = ""
+
+
+class FeedbackView(Doc):
+    hash: str
+    by: Person
+    influence: str
+    recorded_at: str
+
+
+class ChildViewView(Doc):
+    hash: str
+    view: str
+    method: str
+    recorded_by: Person
+    on_behalf: bool
+    recorded_at: str
+    support: str = ""
+    sharing_wishes: str = ""
+    feedback: list[FeedbackView] = []
+
+
+class AgreementView(Doc):
+    person: Person
+    proposal_hash: str
+    hash: str
+    recorded_at: str
+
+
+class DecisionView(Doc):
+    id: str
+    question: str
+    status: str
+    opened_by: Person
+    opened_at: str
+    required: list[Person]
+    proposals: list[ProposalView]
+    opinions: list[OpinionView]
+    child_views: list[ChildViewView]
+    not_obtained: list[str]
+    agreements: list[AgreementView]
+    still_to_agree: list[Person]
+    missing: list[str]
+    dissents: list[str]
+    context: str = ""
+    revisits: str | None = None
+    superseded_by: str | None = None
+    deferred_until: date | None = None
+    agreed_hash: str | None = None
+    agreed_at: str | None = None
+
+
+class ConsentView(Doc):
+    hash: str
+    by: Person
+    given: bool
+    scope: b.TreatmentScope | b.SharingScope
+    basis: str
+    recorded_at: str
+    decision: str | None = None
+    withdrawn_at: str | None = None
+
+
+class ShareView(Doc):
+    hash: str
+    recipient: str
+    purpose: str
+    basis: str
+    by: Person
+    recorded_at: str
+    safeguarding: bool
+    consent: str | None = None
+    justification: str = ""
+
+
+class ActionView(Doc):
+    id: str
+    decision: str
+    owner: Person
+    due: date
+    completed_at: str | None = None
+
+
+class Plan(Doc):
+    """A case's current plan (DOMAIN.md, Projections)."""
+
+    case: str
+    title: str
+    child: Person
+    lead: Person
+    members: list[MemberView]
+    preferences: dict[str, Any]
+    decisions: list[DecisionView]
+    actions: list[ActionView]
+    reviews: list[tuple[str, date]]
+    late_entries: list[str]
+    concerns: list[str]
+    version: int
+    recorded_at: str
+
+
+class Register(Doc):
+    """A case's consents and information sharing, safeguarding shares flagged."""
+
+    case: str
+    consents: list[ConsentView]
+    shares: list[ShareView]
+
+
+class Trace(Doc):
+    """How one decision was reached: every statement about it, in order, with timings."""
+
+    case: str
+    decision: DecisionView
+    steps: list[TraceStep]
+    consents: list[ConsentView]
+    shares: list[ShareView]
+
+
+class TraceStep(Doc):
+    seq: int
+    kind: str
+    by: Person
+    recorded_at: str
+    at: str
+    hash: str
+    late: bool
+    on_behalf_of: Person | None = None
+    corrected_by: list[str] = []
+
+
+class AuditRow(Doc):
+    """One entry as a reviewer sees it."""
+
+    position: int
+    stream: str
+    seq: int
+    kind: str
+    by: Person
+    role: str | None
+    at: str
+    recorded_at: str
+    late: bool
+    hash: str
+    kid: str
+    on_behalf_of: Person | None = None
+    corrected_by: list[str] = []
+    signature: str = ""  # filled in when read: a later compromise changes it
+
+
+class Builder:
+    """Builds documents from a case's state, naming people from the directory."""
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    def person(self, person_id: str | None) -> Person:
+        known = self.directory.persons.get(person_id or "")
+        return Person(person_id or "", known.name if known else "unknown")
+
+    def plan(self, case: Case) -> Plan:
+        return Plan(
+            case=str(case.id),
+            title=case.title,
+            child=self.person(case.child),
+            lead=self.person(case.lead),
+            members=[
+                MemberView(
+                    self.person(m.person),
+                    m.role,
+                    m.joined_at,
+                    m.parental_responsibility,
+                    m.organisation,
+                    m.left_at,
+                )
+                for m in case.members.values()
+            ],
+            preferences={p: msgspec.to_builtins(s) for p, s in sorted(case.preferences.items())},
+            decisions=[self.decision(case, d) for d in case.decisions.values()],
+            actions=[
+                ActionView(a.id, a.decision, self.person(a.owner), a.due, a.completed_at)
+                for a in case.actions.values()
+            ],
+            reviews=list(case.reviews),
+            late_entries=[ref.hash for ref in case.late_entries()],
+            concerns=list(case.concerns),
+            version=case.version,
+            recorded_at=case.recorded_at,
+        )
+
+    def decision(self, case: Case, d: Decision) -> DecisionView:
+        body = case.entries
+        latest: dict[tuple[str, str], str] = {}
+        for opinion in d.opinions:
+            latest[(opinion.person, opinion.proposal)] = opinion.hash
+        opened = next(
+            ref
+            for ref in body.values()
+            if ref.kind == "decision.opened" and ref.body.decision == d.id
+        )
+        return DecisionView(
+            id=d.id,
+            question=d.question,
+            status=case.status(d),
+            opened_by=self.person(d.opened_by),
+            opened_at=d.opened_at,
+            required=[self.person(p) for p in d.required],
+            proposals=[
+                ProposalView(
+                    p.id,
+                    p.hash,
+                    p.title,
+                    self.person(p.by),
+                    p.made_at,
+                    body[p.hash].body.description,
+                    body[p.hash].body.benefits,
+                    body[p.hash].body.risks,
+                    p.do_nothing,
+                    p.withdrawn_at,
+                )
+                for p in d.proposals.values()
+            ],
+            opinions=[
+                OpinionView(
+                    self.person(o.person),
+                    o.proposal,
+                    o.stance,
+                    o.hash,
+                    o.recorded_at,
+                    latest[(o.person, o.proposal)] == o.hash,
+                    body[o.hash].body.reasons,
+                    body[o.hash].body.what_matters,
+                )
+                for o in d.opinions
+            ],
+            child_views=[
+                ChildViewView(
+                    v.hash,
+                    v.view,
+                    v.method,
+                    self.person(v.by),
+                    v.on_behalf,
+                    v.recorded_at,
+                    body[v.hash].body.support,
+                    body[v.hash].body.sharing_wishes,
+                    [
+                        FeedbackView(
+                            f,
+                            self.person(body[f].by),
+                            body[f].body.influence,
+                            body[f].recorded_at,
+                        )
+                        for f in v.feedback
+                    ],
+                )
+                for v in d.child_views
+            ],
+            not_obtained=[body[h].body.reason for h in d.not_obtained],
+            agreements=[
+                AgreementView(self.person(a.person), a.proposal_hash, a.hash, a.recorded_at)
+                for a in d.agreements.values()
+            ],
+            still_to_agree=[
+                self.person(p)
+                for p in d.required
+                if d.agreed_at is None
+                and (p not in d.agreements or d.agreements[p].proposal_hash != _leading(d))
+            ],
+            missing=self.missing(case, d),
+            dissents=list(d.dissents),
+            context=opened.body.context,
+            revisits=d.revisits,
+            superseded_by=d.superseded_by,
+            deferred_until=d.deferred_until,
+            agreed_hash=d.agreed_hash,
+            agreed_at=d.agreed_at,
+        )
+
+    def missing(self, case: Case, d: Decision) -> list[str]:
+        """What still stands between an open decision and agreement (R6, R7, R9)."""
+        if d.agreed_at is not None:
+            return []
+        gaps = []
+        if not d.child_heard:
+            gaps.append("R6: the child's view, or why it could not be obtained")
+        if not d.real_options:
+            gaps.append("R7: at least two options")
+        leading = _leading(d)
+        if leading is None or case.treatment_consent(leading, case.recorded_at) is None:
+            gaps.append("R9: treatment consent for the option being agreed")
+        if any(p not in d.agreements for p in d.required):
+            gaps.append("R9: agreement from everyone required")
+        return gaps
+
+    def register(self, case: Case) -> Register:
+        return Register(str(case.id), self.consents(case), self.shares(case))
+
+    def consents(self, case: Case, decision: str | None = None) -> list[ConsentView]:
+        return [
+            ConsentView(
+                c.hash,
+                self.person(c.by),
+                c.given,
+                c.scope,
+                case.entries[c.hash].body.basis,
+                c.recorded_at,
+                c.decision,
+                c.withdrawn_at,
+            )
+            for c in case.consents.values()
+            if decision is None
+            or c.decision == decision
+            or (isinstance(c.scope, b.TreatmentScope) and _proposal_of(case, decision, c.scope))
+        ]
+
+    def shares(self, case: Case) -> list[ShareView]:
+        return [
+            ShareView(
+                s.hash,
+                s.recipient,
+                s.purpose,
+                s.basis,
+                self.person(s.by),
+                s.recorded_at,
+                s.safeguarding,
+                s.consent,
+                s.justification,
+            )
+            for s in case.shares
+        ]
+
+    def trace(self, case: Case, d: Decision) -> Trace:
+        steps = [
+            TraceStep(
+                ref.seq,
+                ref.kind,
+                self.person(ref.by),
+                ref.recorded_at,
+                ref.at,
+                ref.hash,
+                ref.late,
+                self.person(ref.on_behalf_of) if ref.on_behalf_of else None,
+                list(case.corrections.get(ref.hash, [])),
+            )
+            for ref in case.entries.values()
+            if ref.decision == d.id or _about(case, ref.body, d)
+        ]
+        return Trace(
+            str(case.id),
+            self.decision(case, d),
+            steps,
+            self.consents(case, d.id),
+            self.shares(case),
+        )
+
+
+def _leading(d: Decision) -> str | None:
+    """The proposal most required participants have agreed on so far."""
+    counts: dict[str, int] = {}
+    for agreement in d.agreements.values():
+        counts[agreement.proposal_hash] = counts.get(agreement.proposal_hash, 0) + 1
+    return max(sorted(counts), key=lambda h: counts[h]) if counts else None
+
+
+def _proposal_of(case: Case, decision: str, scope: b.TreatmentScope) -> bool:
+    return case.decisions[decision].proposal_by_hash(scope.proposal_hash) is not None
+
+
+def _about(case: Case, body: Any, d: Decision) -> bool:
+    """Statements about the decision's entries: withdrawals and corrections."""
+    target = getattr(body, "consent", None) or getattr(body, "entry", None)
+    ref = case.entries.get(target) if isinstance(target, str) else None
+    return ref is not None and ref.decision == d.id

@@ -1,0 +1,58 @@
+"""The typed query API the HTTP layer serves: documents read from the projection tables."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import msgspec
+
+from ledger.directory import Directory
+from projections.database import Database
+from projections.documents import AuditRow, Plan, Register, Trace
+
+T = TypeVar("T")
+
+
+class Projections:
+    """Reads the projections; every result is a msgspec Struct in a stable order."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def plan(self, case: str) -> Plan | None:
+        return self._one("SELECT doc FROM projection_plans WHERE case_id = ?", (case,), Plan)
+
+    def register(self, case: str) -> Register | None:
+        sql = "SELECT doc FROM projection_registers WHERE case_id = ?"
+        return self._one(sql, (case,), Register)
+
+    def trace(self, case: str, decision: str) -> Trace | None:
+        sql = "SELECT doc FROM projection_traces WHERE case_id = ? AND decision_id = ?"
+        return self._one(sql, (case, decision), Trace)
+
+    def audit(self, case: str, directory: Directory) -> list[AuditRow]:
+        """Every entry of a case (or of the directory) in order, with its signature status."""
+        sql = "SELECT doc FROM projection_audit WHERE case_id = ? ORDER BY seq"
+        return [_signed(row, directory) for row in self._all(sql, (case,), AuditRow)]
+
+    def contributions(self, person: str, directory: Directory) -> list[AuditRow]:
+        """What a person said, and when, across every case, in ledger order."""
+        sql = "SELECT doc FROM projection_audit WHERE author = ? ORDER BY position"
+        return [_signed(row, directory) for row in self._all(sql, (person,), AuditRow)]
+
+    def _one(self, sql: str, params: tuple[str, ...], kind: type[T]) -> T | None:
+        rows = self._all(sql, params, kind)
+        return rows[0] if rows else None
+
+    def _all(self, sql: str, params: tuple[str, ...], kind: type[T]) -> list[T]:
+        return [
+            msgspec.json.decode(bytes(doc), type=kind)
+            for (doc,) in self.database.query(sql, params)
+        ]
+
+
+def _signed(row: AuditRow, directory: Directory) -> AuditRow:
+    record = directory.keys.get(row.kid)
+    problem = record.problem_at(row.recorded_at) if record else None
+    row.signature = "valid" if record and problem is None else (problem or "unknown key")
+    return row
