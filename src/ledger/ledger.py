@@ -95,13 +95,13 @@ class Ledger(Application[UUID]):
         self.clock = clock or Clock()
         self._append_lock = threading.RLock()
         self._states: LRUCache[UUID, Stream] = LRUCache(maxsize=_CACHED_STREAMS)
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], object]] = []
         super().__init__(env=self.store.env)
 
     def construct_mapper(self) -> EntryMapper:
         return EntryMapper()
 
-    def on_append(self, callback: Callable[[], None]) -> None:
+    def on_append(self, callback: Callable[[], object]) -> None:
         """Call `callback` after each append in this process (followers wake on it)."""
         self._listeners.append(callback)
 

@@ -147,18 +147,18 @@ class Follower:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
-        self._release()
+        self.resign()
 
     def _run(self, poll: float) -> None:
-        while not self._stop.is_set() and not self._acquire():
+        while not self._stop.is_set() and not self.try_lead():
             self._stop.wait(1.0)
         while not self._stop.is_set():
             self._wake.clear()
             if not self.run_once():
                 self._wake.wait(poll)
 
-    def _acquire(self) -> bool:
-        """Take the follower lock: an advisory lock on PostgreSQL, a file lock on SQLite."""
+    def try_lead(self) -> bool:
+        """Take the follower lock (advisory on PostgreSQL, a file lock on SQLite) if free."""
         store = self.ledger.store
         if store.is_postgres:
             import psycopg
@@ -190,7 +190,8 @@ class Follower:
         self._leader = handle
         return True
 
-    def _release(self) -> None:
+    def resign(self) -> None:
+        """Let go of the follower lock, so another process can lead."""
         if self._leader is not None:
             self._leader.close()
             self._leader = None
