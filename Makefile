@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.append
 	$(BIN)/python -m bench.domain
+	$(BIN)/python -m bench.projections
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -8,11 +8,17 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
+
 from api.demo import describe, run_demo
 from api.home import Home, default_home, passphrase
 from domain.record import DecisionRecord
 from ledger import keys
 from ledger.errors import LedgerError
+from projections.database import Database
+from projections.follower import Follower
+from projections.views import PROJECTIONS, by_name
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -53,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="play the worked case and print its plan (rerunnable)")
     demo.set_defaults(run=_demo)
+
+    rebuild = commands.add_parser("rebuild", help="drop and rebuild one or all projections")
+    rebuild.add_argument("name", nargs="?", choices=[p.name for p in PROJECTIONS])
+    rebuild.set_defaults(run=_rebuild)
 
     person = commands.add_parser("person", help="people in the directory").add_subparsers(
         required=True, metavar="ACTION"
@@ -122,6 +132,22 @@ def _demo(args: argparse.Namespace) -> int:
         played, created = run_demo(home, ledger)
         print(describe(ledger.case(played.case), ledger))
         print(f"{created} new entries ({len(played.receipts) - created} already recorded)")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        database = Database(ledger.store)
+        chosen = [by_name(args.name)] if args.name else None
+        follower = Follower(ledger, database, chosen)
+        columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            task = progress.add_task("rebuilding", total=ledger.size())
+            applied = follower.rebuild(lambda count: progress.advance(task, count))
+        database.close()
+    names = ", ".join(p.name for p in follower.projections)
+    print(f"rebuilt {names} from {applied} entries")
     return 0
 
 

@@ -16,8 +16,7 @@ _AT = re.compile(AT_PATTERN)
 
 def format_recorded(moment: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC: string order is time order."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -15,6 +15,8 @@ from domain.record import DecisionRecord
 from ledger import keys
 from ledger.author import Author
 from ledger.errors import KeyRevoked
+from projections.database import Database
+from tests.projections.conftest import dump
 
 
 class CLI:
@@ -196,3 +198,25 @@ def test_the_demo_plays_the_worked_case_once_however_often_it_runs(cli: CLI) -> 
     assert cli.ok("status") == entries
     for key_file in (cli.home / "demo").glob("*.pem"):
         assert mode(key_file) == 0o600
+
+
+def test_rebuild_restores_the_projections_from_the_log(cli: CLI) -> None:
+    cli.ok("demo")
+    code, out, progress = cli("rebuild")
+    assert code == 0
+    assert out.startswith("rebuilt plan, register, trace, audit from ")
+    assert "rebuilding" in progress  # the progress bar goes to stderr
+    home = Home.load(cli.home)
+    with home.open_ledger(cli.store) as ledger:
+        database = Database(ledger.store)
+        before = dump(database)
+        assert len(before["projection_audit"]) == ledger.size()
+
+        assert cli("rebuild", "audit")[:2] == (0, f"rebuilt audit from {ledger.size()} entries")
+        assert dump(database) == before
+        database.close()
+
+
+def test_rebuild_refuses_an_unknown_projection(cli: CLI) -> None:
+    with pytest.raises(SystemExit):
+        cli("rebuild", "nonsense")

@@ -1,0 +1,165 @@
+"""Projection rebuild throughput (200,000 entries) next to the raw notification-log read rate,
+and the rebuild's peak memory at 50,000 and 200,000 entries, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+if not __package__:  # run as a file: bench/ must not shadow the `domain` package
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.common import Result, report, store_urls
+from domain.record import DecisionRecord
+from ledger import keys
+from ledger.author import Author
+from ledger.authority import Authority
+from ledger.entry import make_entry
+from ledger.statement import parse_submission
+from ledger.stream import ENTRY_TOPIC, EntryRecorded, StatementClaimed, claim_id
+from projections.database import Database
+from projections.follower import Follower
+
+ORIGIN = "bench.example/accord"
+PER_CASE = 1000
+SIZES = (50_000, 200_000)
+TARGET_RATE = 50_000
+
+
+def build(url: str, size: int) -> str:
+    """A ledger of `size` entries: cases opened through the real write path, then filled with
+    signed opinions appended in bulk (correctly chained) so that building it stays quick."""
+    authority_key = keys.generate()
+    with DecisionRecord(url, ORIGIN, authority_key.public_key()) as record:
+        authority = Authority(record, authority_key)
+        authority.open("authority")
+        people = {}
+        for handle, kind in (("lead", "professional"), ("child", "child"), ("mum", "adult")):
+            key = keys.generate()
+            person = authority.register(handle, kind)
+            authority.bind(person, key.public_key())
+            people[handle] = Author(ORIGIN, person, key)
+        lead, mum = people["lead"], people["mum"]
+        while record.size() < size:
+            case = str(uuid.uuid4())
+            decision, proposal = str(uuid.uuid4()), str(uuid.uuid4())
+            for who, kind, body in (
+                (
+                    lead,
+                    "case.opened",
+                    {"child": people["child"].person, "title": "t", "lead": lead.person},
+                ),
+                (
+                    lead,
+                    "participant.joined",
+                    {"person": mum.person, "role": "parent", "parental_responsibility": True},
+                ),
+                (
+                    lead,
+                    "decision.opened",
+                    {"decision": decision, "question": "q", "required": [lead.person, mum.person]},
+                ),
+                (lead, "proposal.made", {"decision": decision, "proposal": proposal, "title": "p"}),
+            ):
+                receipt = record.submit(who.submission(case, kind, body)).receipt
+            proposal_hash = record.entry(uuid.UUID(case), receipt.seq).hash
+            state = record.stream(uuid.UUID(case))
+            seq, prev, stamp = state.version, state.head, state.recorded_at
+            events: list[object] = []
+            for n in range(min(PER_CASE, size - record.size()) - 4):
+                body = {
+                    "decision": decision,
+                    "proposal": proposal,
+                    "proposal_hash": proposal_hash,
+                    "stance": "support",
+                    "reasons": f"Opinion number {n} on this option.",
+                }
+                submission = parse_submission(mum.submission(case, "opinion.given", body))
+                seq += 1
+                entry = make_entry(submission.statement_bytes, submission.sig, seq, prev, stamp)
+                prev = entry.hash
+                events += [
+                    EntryRecorded(uuid.UUID(case), seq, entry),
+                    StatementClaimed(claim_id(submission.statement.id), 1, case, seq, entry.hash),
+                ]
+                if len(events) >= 400:
+                    record.events.put(events)  # type: ignore[arg-type]
+                    events = []
+            if events:
+                record.events.put(events)  # type: ignore[arg-type]
+        return keys.public_key_b64(authority_key)
+
+
+def raw_read_rate(record: DecisionRecord) -> float:
+    started, count, start = time.perf_counter(), 0, 1
+    while page := record.recorder.select_notifications(
+        start=start, limit=1000, topics=[ENTRY_TOPIC]
+    ):
+        count += len(page)
+        start = page[-1].id + 1
+    return count / (time.perf_counter() - started)
+
+
+def rebuild(url: str, authority: str) -> tuple[float, int]:
+    """Rebuild every projection; returns (entries per second, peak RSS in KiB)."""
+    with DecisionRecord(url, ORIGIN, keys.public_key_from_b64(authority)) as record:
+        database = Database(record.store)
+        follower = Follower(record, database)
+        started = time.perf_counter()
+        count = follower.rebuild()
+        elapsed = time.perf_counter() - started
+        database.close()
+    return count / elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--rebuild":  # one measurement in a fresh process
+        rate, peak = rebuild(sys.argv[2], sys.argv[3])
+        print(f"{rate} {peak}")
+        return
+    results = []
+    with store_urls() as kinds:
+        for store, fresh in kinds:
+            peaks = {}
+            for size in SIZES:
+                url = fresh(f"p{size}")
+                authority = build(url, size)
+                out = subprocess.run(
+                    [sys.executable, "-m", "bench.projections", "--rebuild", url, authority],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.split()
+                rate, peaks[size] = float(out[0]), int(out[1])
+                if size == SIZES[-1]:
+                    with DecisionRecord(url, ORIGIN, keys.public_key_from_b64(authority)) as record:
+                        raw = raw_read_rate(record)
+                    results.append(
+                        Result("rebuild_rate", store, rate, "entries/s", raw, rate / raw, 0.0)
+                    )
+                    results.append(
+                        Result(
+                            "rebuild_rate_absolute",
+                            store,
+                            rate,
+                            "entries/s",
+                            TARGET_RATE,
+                            rate / TARGET_RATE,
+                            1.0 if store == "sqlite" else 0.0,
+                        )
+                    )
+            small, large = peaks[SIZES[0]], peaks[SIZES[-1]]
+            results.append(
+                Result(
+                    "rebuild_peak_rss_200k_vs_50k", store, large, "KiB", small, large / small, 0.0
+                )
+            )
+    report("projections", results)
+
+
+if __name__ == "__main__":
+    main()
