@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 if not __package__:  # run as a file: bench/ must not shadow the `domain` package
@@ -28,7 +28,7 @@ TARGET = 0.5
 
 def build_case(record: DecisionRecord, authority: Authority) -> tuple[uuid.UUID, str]:
     """The worked case, then opinions until the case has ENTRIES entries."""
-    start = datetime.now(UTC).replace(microsecond=0)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     authors = {}
     for person in CAST:
         key = keys.generate()

@@ -8,7 +8,7 @@ byte-identical statements and the ledger answers each with its original receipt.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -37,7 +37,9 @@ def run_demo(home: Home, ledger: DecisionRecord) -> tuple[Played, int]:
     if state_file.exists():
         state = msgspec.json.decode(state_file.read_bytes(), type=DemoState)
     else:
-        state = DemoState(str(uuid.uuid4()), datetime.now(UTC).replace(microsecond=0))
+        # Statement times are the start plus a second a step: start a minute ago.
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+        state = DemoState(str(uuid.uuid4()), start)
     authority = home.authority(ledger)
     authors = {}
     for person in CAST:

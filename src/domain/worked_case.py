@@ -63,7 +63,10 @@ Submit = Callable[[bytes], Receipt]
 
 
 def play(case: str, authors: Mapping[str, Author], submit: Submit, start: datetime) -> Played:
-    """Submit the whole worked case, in order, each statement signed by its own author."""
+    """Submit the whole worked case, in order, each statement signed by its own author.
+
+    Step n is dated `start` + n seconds: pass a start a minute or so in the past.
+    """
     namespace = uuid.UUID(case)
 
     def ident(name: str) -> str:

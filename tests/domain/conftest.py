@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -47,7 +47,7 @@ class WorkedCase:
 
 def play_worked_case(world: World) -> WorkedCase:
     """Register the cast and play the worked case on the world's ledger."""
-    start = datetime.now(UTC).replace(microsecond=0)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     authors = cast(world, start)
     case = str(uuid.uuid4())
     played = play(case, authors, lambda data: world.ledger.submit(data).receipt, start)
