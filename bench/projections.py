@@ -1,5 +1,9 @@
 """Projection rebuild throughput (200,000 entries) next to the raw notification-log read rate,
-and the rebuild's peak memory at 50,000 and 200,000 entries, on SQLite and PostgreSQL."""
+and the rebuild's peak memory at 50,000 and 200,000 entries, on SQLite and PostgreSQL.
+
+rebuild_rate: value entries/s, reference the raw read rate; the target ratio encodes the
+absolute 50,000 entries/s on SQLite. rebuild_memory_flatness: value the peak RSS at 50,000
+entries, reference the peak at 200,000; a ratio near 1.0 means memory does not grow."""
 
 from __future__ import annotations
 
@@ -44,7 +48,8 @@ def build(url: str, size: int) -> str:
             authority.bind(person, key.public_key())
             people[handle] = Author(ORIGIN, person, key)
         lead, mum = people["lead"], people["mum"]
-        while record.size() < size:
+        count = record.size()
+        while count < size:
             case = str(uuid.uuid4())
             decision, proposal = str(uuid.uuid4()), str(uuid.uuid4())
             for who, kind, body in (
@@ -70,7 +75,8 @@ def build(url: str, size: int) -> str:
             state = record.stream(uuid.UUID(case))
             seq, prev, stamp = state.version, state.head, state.recorded_at
             events: list[object] = []
-            for n in range(min(PER_CASE, size - record.size()) - 4):
+            count += 4
+            for n in range(max(0, min(PER_CASE - 4, size - count))):
                 body = {
                     "decision": decision,
                     "proposal": proposal,
@@ -80,6 +86,7 @@ def build(url: str, size: int) -> str:
                 }
                 submission = parse_submission(mum.submission(case, "opinion.given", body))
                 seq += 1
+                count += 1
                 entry = make_entry(submission.statement_bytes, submission.sig, seq, prev, stamp)
                 prev = entry.hash
                 events += [
@@ -138,25 +145,15 @@ def main() -> None:
                 if size == SIZES[-1]:
                     with DecisionRecord(url, ORIGIN, keys.public_key_from_b64(authority)) as record:
                         raw = raw_read_rate(record)
+                    # The target is absolute (50,000 entries/s on SQLite), expressed as a ratio.
+                    target = TARGET_RATE / raw if store == "sqlite" else 0.0
                     results.append(
-                        Result("rebuild_rate", store, rate, "entries/s", raw, rate / raw, 0.0)
-                    )
-                    results.append(
-                        Result(
-                            "rebuild_rate_absolute",
-                            store,
-                            rate,
-                            "entries/s",
-                            TARGET_RATE,
-                            rate / TARGET_RATE,
-                            1.0 if store == "sqlite" else 0.0,
-                        )
+                        Result("rebuild_rate", store, rate, "entries/s", raw, rate / raw, target)
                     )
             small, large = peaks[SIZES[0]], peaks[SIZES[-1]]
+            # Flat memory: the peak at 50k over the peak at 200k is 1.0 when perfectly flat.
             results.append(
-                Result(
-                    "rebuild_peak_rss_200k_vs_50k", store, large, "KiB", small, large / small, 0.0
-                )
+                Result("rebuild_memory_flatness", store, small, "KiB", large, small / large, 0.8)
             )
     report("projections", results)
 

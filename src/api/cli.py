@@ -130,6 +130,9 @@ def _demo(args: argparse.Namespace) -> int:
     home = _home(args)
     with _open(args, home) as ledger:
         played, created = run_demo(home, ledger)
+        database = Database(ledger.store)
+        Follower(ledger, database).catch_up()  # the projections are ready to be read
+        database.close()
         print(describe(ledger.case(played.case), ledger))
         print(f"{created} new entries ({len(played.receipts) - created} already recorded)")
     return 0

@@ -26,6 +26,8 @@ from projections.documents import Builder
 from projections.views import PROJECTIONS, Batch, Projection
 
 _LOCK_KEY = 0x0ACC0D
+# Memory is bounded by this many case states, whatever the ledger's size; a miss replays.
+_CACHED_CASES = 32
 
 
 class Follower:
@@ -42,7 +44,7 @@ class Follower:
         self.database = database
         self.projections = list(projections if projections is not None else PROJECTIONS)
         self.batch_size = batch_size
-        self._states: LRUCache[UUID, Stream] = LRUCache(maxsize=1000)
+        self._states: LRUCache[UUID, Stream] = LRUCache(maxsize=_CACHED_CASES)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,7 +124,7 @@ class Follower:
             for projection in self.projections:
                 projection.drop(cursor)
                 cursor.execute("DELETE FROM projection_tracking WHERE name = ?", (projection.name,))
-        self._states = LRUCache(maxsize=1000)
+        self._states = LRUCache(maxsize=_CACHED_CASES)
         return self.catch_up(progress)
 
     def _state_before(self, stream: UUID, seq: int) -> Stream:
