@@ -65,3 +65,49 @@ def test_a_follower_killed_mid_batch_resumes_with_nothing_missed_or_doubled(
 
     assert dump(projected.database) == resumed
     assert len(resumed["projection_audit"]) == total
+
+
+LEAD = """
+import sys, time
+from domain.record import DecisionRecord
+from ledger import keys
+from projections.database import Database
+from projections.follower import Follower
+store, origin, authority = sys.argv[1:4]
+ledger = DecisionRecord(store, origin, keys.public_key_from_b64(authority))
+follower = Follower(ledger, Database(ledger.store))
+assert follower.try_lead()
+print("leading", flush=True)
+time.sleep(600)
+"""
+
+
+def test_when_the_leading_process_dies_another_takes_over(projected: Projected) -> None:
+    world = projected.world
+    root = Path(__file__).resolve().parents[2]
+    leader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            LEAD,
+            world.ledger.store.url,
+            world.ledger.origin,
+            keys.public_key_b64(world.authority_key),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert leader.stdout is not None and leader.stdout.readline().strip() == "leading"
+        assert not projected.follower.try_lead(), "two processes would follow at once"
+    finally:
+        leader.send_signal(signal.SIGKILL)
+        leader.wait()
+
+    deadline = time.monotonic() + 30
+    while not projected.follower.try_lead():
+        assert time.monotonic() < deadline, "the lock was not freed when its holder died"
+        time.sleep(0.1)
+    projected.follower.resign()
