@@ -30,7 +30,7 @@ def _postgres_problem() -> str | None:
         return f"PostgreSQL at {PG_DSN} is not answering: {str(exc).strip()}"
 
 
-_PG_PROBLEM = _postgres_problem()
+_POSTGRES_PROBLEM = _postgres_problem()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -49,10 +49,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def require_postgres() -> None:
     """Skip (locally) or fail (in CI) when the PostgreSQL server does not answer."""
-    if _PG_PROBLEM is not None:
+    if _POSTGRES_PROBLEM is not None:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"CI requires PostgreSQL: {_PG_PROBLEM}")
-        pytest.skip(_PG_PROBLEM)
+            pytest.fail(f"CI requires PostgreSQL: {_POSTGRES_PROBLEM}")
+        pytest.skip(_POSTGRES_PROBLEM)
 
 
 def create_schema() -> str:

@@ -27,6 +27,25 @@ while True:  # follow slowly, batch after batch, until killed
 """
 
 
+def spawn(code: str, projected: Projected) -> subprocess.Popen[str]:
+    """Run `code` in a new Python process on the same ledger (argv: store, origin, authority)."""
+    ledger, root = projected.world.ledger, Path(__file__).resolve().parents[2]
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            ledger.store.url,
+            ledger.origin,
+            keys.public_key_b64(projected.world.authority_key),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_a_follower_killed_mid_batch_resumes_with_nothing_missed_or_doubled(
     projected: Projected,
 ) -> None:
@@ -34,19 +53,7 @@ def test_a_follower_killed_mid_batch_resumes_with_nothing_missed_or_doubled(
     for _ in range(8):
         play_worked_case(world)
     total = world.ledger.size()
-    root = Path(__file__).resolve().parents[2]
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            FOLLOW,
-            world.ledger.store.url,
-            world.ledger.origin,
-            keys.public_key_b64(world.authority_key),
-        ],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root / "src")},
-    )
+    child = spawn(FOLLOW, projected)
     try:
         deadline = time.monotonic() + 60
         while projected.follower.tracking()["audit"][1] < total // 3:
@@ -83,22 +90,7 @@ time.sleep(600)
 
 
 def test_when_the_leading_process_dies_another_takes_over(projected: Projected) -> None:
-    world = projected.world
-    root = Path(__file__).resolve().parents[2]
-    leader = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            LEAD,
-            world.ledger.store.url,
-            world.ledger.origin,
-            keys.public_key_b64(world.authority_key),
-        ],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root / "src")},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    leader = spawn(LEAD, projected)
     try:
         assert leader.stdout is not None and leader.stdout.readline().strip() == "leading"
         assert not projected.follower.try_lead(), "two processes would follow at once"
