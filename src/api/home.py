@@ -65,6 +65,7 @@ class Home:
         if (path / CONFIG).exists():
             raise HomeError(f"{path} is already initialised")
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # the home holds private keys and maybe a store password
         secret = passphrase()
         authority_key, ledger_key = keys.generate(), keys.generate()
         for name, key in ((AUTHORITY_KEY, authority_key), (LEDGER_KEY, ledger_key)):
@@ -81,7 +82,9 @@ class Home:
         with home.open_ledger() as ledger:
             Authority(ledger, authority_key).open(f"{origin} authority")
         # Written last: a home with config.json is a home whose directory is open.
-        (path / CONFIG).write_bytes(msgspec.json.format(msgspec.json.encode(config)) + b"\n")
+        fd = os.open(path / CONFIG, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:  # it may hold the store's password
+            handle.write(msgspec.json.format(msgspec.json.encode(config)) + b"\n")
         return home
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -21,6 +22,30 @@ def canonical(value: Any) -> bytes:
     except orjson.JSONEncodeError as exc:
         # Lone surrogates are the remaining case: they have no UTF-8 encoding.
         raise Malformed(f"cannot encode as canonical JSON: {exc}") from None
+
+
+def loads_strict(data: bytes | memoryview) -> Any:
+    """Parse untrusted JSON, refusing duplicate object keys (I-JSON, which RFC 8785 assumes):
+    a reader keeping the first of two values would show something other than what was signed."""
+    try:
+        return json.loads(bytes(data), object_pairs_hook=_unique, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, Malformed):
+            raise
+        raise Malformed(f"not valid JSON: {exc}") from None
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise Malformed(f"object key {key!r} appears more than once")
+        document[key] = value
+    return document
+
+
+def _no_constant(name: str) -> Any:
+    raise Malformed(f"{name} is not a JSON number")
 
 
 def loads(data: bytes | memoryview | str) -> Any:

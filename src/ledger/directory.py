@@ -123,6 +123,7 @@ class Directory(Stream):
         self.persons: dict[str, Person] = {}
         self.keys: dict[str, KeyRecord] = {}
         self.authority: str | None = None
+        self.authority_kid: str | None = None
 
     def apply(self, entry: Entry) -> None:
         super().apply(entry)
@@ -144,6 +145,8 @@ class Directory(Stream):
                 body.kid, body.person, public_key_from_b64(body.public_key), entry.recorded_at
             )
             self.persons[body.person].keys.append(body.kid)
+            if entry.seq == 2:
+                self.authority_kid = body.kid
         elif isinstance(body, KeyRevoked_):
             record = self.keys[body.kid]
             record.revoked_at = entry.recorded_at
@@ -196,10 +199,8 @@ class Directory(Stream):
                 raise UnknownKey(f"key {body.kid} is not bound to anyone in the directory")
             if record.revoked_at is not None:
                 raise KeyRevoked(f"key {body.kid} is already revoked")
-            if body.kid == statement.kid:
-                raise NotPermitted("a key cannot revoke itself; sign with another authority key")
-            if record.person == self.authority and not self._other_authority_key(body.kid):
-                raise NotPermitted("the authority's last valid key cannot be revoked")
+            if body.kid == self.authority_kid:
+                raise NotPermitted("the authority key, the root of trust, cannot be revoked")
         elif isinstance(body, ReviewerAppointed):
             self._require_person(body.person)
 
@@ -226,10 +227,3 @@ class Directory(Stream):
     def _require_person(self, person: str) -> None:
         if person not in self.persons:
             raise NotPermitted(f"person {person} is not registered")
-
-    def _other_authority_key(self, revoked: str) -> bool:
-        assert self.authority is not None
-        return any(
-            key != revoked and self.keys[key].revoked_at is None
-            for key in self.persons[self.authority].keys
-        )

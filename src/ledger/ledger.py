@@ -13,7 +13,7 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.application import Application, LRUCache
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Recording
 
 from ledger.clock import Clock
 from ledger.directory import Directory, KeyRecord, directory_id
@@ -26,12 +26,11 @@ from ledger.errors import (
     NotPermitted,
     SignatureInvalid,
     StatementConflict,
-    UnknownKey,
     WrongLedger,
 )
 from ledger.keys import Ed25519PublicKey, kid
 from ledger.statement import Submission, parse_submission
-from ledger.store import Store, parse_store
+from ledger.store import Store, exclusive, parse_store
 from ledger.stream import (
     ENTRY_TOPIC,
     EntryMapper,
@@ -101,6 +100,10 @@ class Ledger(Application[UUID]):
     def construct_mapper(self) -> EntryMapper:
         return EntryMapper()
 
+    def construct_recorder(self) -> ApplicationRecorder:
+        with exclusive(self.store, "accord.schema"):
+            return super().construct_recorder()
+
     def on_append(self, callback: Callable[[], object]) -> None:
         """Call `callback` after each append in this process (followers wake on it)."""
         self._listeners.append(callback)
@@ -127,6 +130,7 @@ class Ledger(Application[UUID]):
         statement = submission.statement
         verified = False
         for attempt in range(_MAX_ATTEMPTS):
+            fresh = attempt > 0
             # The directory is always brought up to date: a revocation written by another
             # process must be seen. A stream may be stale: its version makes the insert fail.
             directory = cast(Directory, self._state(self.directory_id, fresh=True))
@@ -135,7 +139,7 @@ class Ledger(Application[UUID]):
                 if not submission.signature_valid(signer):
                     raise SignatureInvalid("the signature does not verify over the statement")
                 verified = True
-            stream = self._state(stream_id, fresh=attempt > 0)
+            stream = self._state(stream_id, fresh=fresh)
             recorded_at = self.clock.next(stream.recorded_at, directory.recorded_at)
             try:
                 if record is not None:
@@ -146,6 +150,8 @@ class Ledger(Application[UUID]):
                 repeat = self._repeat(submission)
                 if repeat is not None:
                     return Accepted(repeat, created=False)
+                if not fresh:
+                    continue  # judged on a cached state: another process may have moved it on
                 raise
             entry = make_entry(
                 submission.statement_bytes,
@@ -183,10 +189,11 @@ class Ledger(Application[UUID]):
         self, submission: Submission, directory: Directory, stream_id: UUID
     ) -> tuple[Ed25519PublicKey, KeyRecord | None]:
         statement = submission.statement
-        if stream_id == self.directory_id and directory.version < 2:
-            # The directory's first two entries are vouched for by the configured authority key.
+        if stream_id == self.directory_id:
+            # DESIGN §3: every directory statement is signed with the configured authority key,
+            # so no other key, however it was bound, can register people or bind keys.
             if statement.kid != self.authority_kid:
-                raise UnknownKey("the directory opens with statements signed by the authority key")
+                raise NotPermitted("directory statements are signed with the authority key")
             return self.authority_key, None
         record = directory.resolve(statement)
         return record.public, record
@@ -315,7 +322,7 @@ class Ledger(Application[UUID]):
 
     def _signature_problem(self, entry: Entry, directory: Directory) -> str | None:
         statement = entry.statement
-        if UUID(statement.stream) == self.directory_id and entry.seq <= 2:
+        if UUID(statement.stream) == self.directory_id:
             public = self.authority_key if statement.kid == self.authority_kid else None
             record = None
         else:

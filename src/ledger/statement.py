@@ -8,7 +8,7 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
-from ledger.canonical import canonical, loads
+from ledger.canonical import canonical, loads_strict
 from ledger.clock import AT_PATTERN, parse_timestamp
 from ledger.encoding import b64url
 from ledger.errors import Malformed, TooLarge
@@ -73,7 +73,7 @@ def parse_submission(data: bytes) -> Submission:
     if len(data) > MAX_SUBMISSION_BYTES:
         raise TooLarge(f"a submission may be at most {MAX_SUBMISSION_BYTES} bytes")
     envelope = decode(data, _Envelope, "submission")
-    statement_bytes = canonical(loads(memoryview(envelope.statement)))
+    statement_bytes = canonical(loads_strict(memoryview(envelope.statement)))
     return Submission(parse_statement(statement_bytes), statement_bytes, envelope.sig)
 
 

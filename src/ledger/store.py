@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
 
 from ledger.errors import LedgerError
 
@@ -34,6 +39,39 @@ class Store:
             return self.url
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
         return parts._replace(netloc=netloc).geturl()
+
+
+def connect(store: Store, autocommit: bool = False) -> psycopg.Connection[Any]:
+    """A plain psycopg connection to a PostgreSQL store, on the store's schema."""
+    env = store.env
+    return psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        dbname=env["POSTGRES_DBNAME"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"] or None,
+        options=f"-c search_path={env.get('POSTGRES_SCHEMA', 'public')}",
+        autocommit=autocommit,
+    )
+
+
+@contextmanager
+def exclusive(store: Store, name: str) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock named `name` (per schema) for the block; no-op on SQLite.
+
+    Processes starting together on one database would otherwise race creating the same
+    tables ("tuple concurrently updated").
+    """
+    if not store.is_postgres:
+        yield
+        return
+    schema = store.env.get("POSTGRES_SCHEMA", "public")
+    with connect(store, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s), hashtext(%s))", (name, schema))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", (name, schema))
 
 
 def parse_store(url: str) -> Store:

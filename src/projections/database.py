@@ -12,9 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-import psycopg
-
-from ledger.store import Store
+from ledger.store import Store, connect, exclusive
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS projection_tracking ("
@@ -47,15 +45,7 @@ class Database:
         self._lock = threading.RLock()
         self._conn: Any
         if self.postgres:
-            env = store.env
-            self._conn = psycopg.connect(
-                host=env["POSTGRES_HOST"],
-                port=env["POSTGRES_PORT"],
-                dbname=env["POSTGRES_DBNAME"],
-                user=env["POSTGRES_USER"],
-                password=env["POSTGRES_PASSWORD"] or None,
-                options=f"-c search_path={env.get('POSTGRES_SCHEMA', 'public')}",
-            )
+            self._conn = connect(store)
             blob = "BYTEA"
         else:
             path = Path(store.env["SQLITE_DBNAME"])
@@ -67,7 +57,7 @@ class Database:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             blob = "BLOB"
-        with self.transaction() as cursor:
+        with exclusive(store, "accord.schema"), self.transaction() as cursor:
             for statement in SCHEMA:
                 cursor.execute(statement.format(blob=blob))
 

@@ -10,6 +10,7 @@ polls too, and an advisory lock makes sure only one process follows at a time.
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,11 +21,13 @@ from uuid import UUID
 from eventsourcing.application import LRUCache
 
 from ledger.ledger import Ledger
+from ledger.store import connect
 from ledger.stream import ENTRY_TOPIC, EntryRecorded, Stream
 from projections.database import Database
 from projections.documents import Builder
 from projections.views import PROJECTIONS, Batch, Projection
 
+_log = logging.getLogger(__name__)
 _LOCK_KEY = 0x0ACC0D
 # Memory is bounded by this many case states, whatever the ledger's size; a miss replays.
 _CACHED_CASES = 32
@@ -154,27 +157,27 @@ class Follower:
     def _run(self, poll: float) -> None:
         while not self._stop.is_set() and not self.try_lead():
             self._stop.wait(1.0)
+        failures = 0
         while not self._stop.is_set():
             self._wake.clear()
-            if not self.run_once():
+            try:
+                applied = self.run_once()
+            except Exception:
+                # A batch either committed whole or not at all: log, back off, try again.
+                failures += 1
+                _log.exception("projection batch failed (attempt %d); retrying", failures)
+                self._stop.wait(min(30.0, 0.1 * 2**failures))
+                continue
+            failures = 0
+            if not applied:
                 self._wake.wait(poll)
 
     def try_lead(self) -> bool:
         """Take the follower lock (advisory on PostgreSQL, a file lock on SQLite) if free."""
         store = self.ledger.store
         if store.is_postgres:
-            import psycopg
-
-            env = store.env
-            conn = psycopg.connect(
-                host=env["POSTGRES_HOST"],
-                port=env["POSTGRES_PORT"],
-                dbname=env["POSTGRES_DBNAME"],
-                user=env["POSTGRES_USER"],
-                password=env["POSTGRES_PASSWORD"] or None,
-                autocommit=True,
-            )
-            schema = env.get("POSTGRES_SCHEMA", "public")
+            conn = connect(store, autocommit=True)
+            schema = store.env.get("POSTGRES_SCHEMA", "public")
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_KEY, schema)
             ).fetchone()

@@ -93,6 +93,9 @@ class TraceProjection(Projection):
             decisions.add(state.entries[target].decision)
         if ref.kind.startswith(("consent.", "information.")):
             decisions.update(state.decisions)  # registers appear in every trace of the case
+        for decision in list(decisions):
+            revisited = state.decisions[decision].revisits if decision in state.decisions else None
+            decisions.add(revisited)  # its trace shows it superseded once this one is agreed
         for decision in decisions:
             if decision is not None:
                 batch.decisions[(str(state.id), decision)] = state

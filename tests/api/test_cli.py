@@ -49,6 +49,7 @@ def mode(path: Path) -> int:
 
 def test_init_creates_private_keys_readable_only_by_their_owner(cli: CLI) -> None:
     assert mode(cli.home) == 0o700
+    assert mode(cli.home / "config.json") == 0o600  # it may hold the store's password
     for name in ("authority.pem", "ledger.pem"):
         assert mode(cli.home / name) == 0o600
         keys.load_private_key(cli.home / name)
@@ -220,3 +221,12 @@ def test_rebuild_restores_the_projections_from_the_log(cli: CLI) -> None:
 def test_rebuild_refuses_an_unknown_projection(cli: CLI) -> None:
     with pytest.raises(SystemExit):
         cli("rebuild", "nonsense")
+
+
+def test_init_closes_an_existing_home_folder_to_others(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "shared"
+    home.mkdir(mode=0o755)
+    CLI(home, store_url, capsys).ok("init", "--origin", "clinic.example/accord")
+    assert mode(home) == 0o700

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+from ledger.author import Author
 from tests.domain.conftest import play_worked_case
 from tests.projections.conftest import Projected, dump
 
@@ -126,3 +129,61 @@ def test_only_one_follower_leads_at_a_time(projected: Projected) -> None:
         first.resign()
     assert second.try_lead()
     second.resign()
+
+
+def test_a_revisited_decision_shows_superseded_in_its_trace_when_followed_live(
+    projected: Projected,
+) -> None:
+    worked = play_worked_case(projected.world)
+    projected.follower.catch_up()
+    follower = type(projected.follower)(projected.world.ledger, projected.database, batch_size=1)
+    okafor, grace = worked.authors["okafor"], worked.authors["grace"]
+    case, earlier = worked.played.case, worked.played.decision
+    ledger = projected.world.ledger
+    again = str(uuid.uuid4())
+
+    def say(author: Author, kind: str, body: dict[str, object]) -> str:
+        receipt = ledger.submit(author.submission(case, kind, body)).receipt
+        follower.catch_up()
+        return receipt.hash
+
+    say(
+        okafor,
+        "decision.opened",
+        {
+            "decision": again,
+            "question": "Swimming instead?",
+            "required": [okafor.person],
+            "revisits": earlier,
+        },
+    )
+    first = str(uuid.uuid4())
+    swim = say(okafor, "proposal.made", {"decision": again, "proposal": first, "title": "Swim"})
+    say(
+        okafor,
+        "proposal.made",
+        {
+            "decision": again,
+            "proposal": str(uuid.uuid4()),
+            "title": "Keep the plan",
+            "do_nothing": True,
+        },
+    )
+    say(okafor, "child_view.not_obtained", {"decision": again, "reason": "Amara is away."})
+    say(
+        grace,
+        "consent.given",
+        {
+            "decision": again,
+            "basis": "parental responsibility",
+            "scope": {"type": "treatment", "proposal_hash": swim},
+        },
+    )
+    say(okafor, "agreement.given", {"decision": again, "proposal": first, "proposal_hash": swim})
+
+    trace = projected.queries.trace(case, earlier)
+    assert trace is not None
+    assert trace.decision.status == "superseded" and trace.decision.superseded_by == again
+    live = dump(projected.database)
+    follower.rebuild()
+    assert dump(projected.database) == live
