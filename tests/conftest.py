@@ -47,6 +47,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         drop_schema(schema)
 
 
+@pytest.fixture(autouse=True)
+def _postgres_for_marked_classes(request: pytest.FixtureRequest) -> None:
+    """Test classes that set `needs_postgres` skip or fail like the `store_url` fixture."""
+    if getattr(request.cls, "needs_postgres", False):
+        require_postgres()
+
+
 def require_postgres() -> None:
     """Skip (locally) or fail (in CI) when the PostgreSQL server does not answer."""
     if _POSTGRES_PROBLEM is not None:

@@ -62,7 +62,6 @@ def run_demo(home: Home, ledger: DecisionRecord) -> tuple[Played, int]:
             state_file.write_bytes(msgspec.json.encode(state))
         key = keys.load_private_key(key_file)
         authors[person.handle] = Author(ledger.origin, state.people[person.handle], key)
-    state_file.write_bytes(msgspec.json.encode(state))
     created = 0
 
     def submit(data: bytes) -> Receipt:

@@ -101,6 +101,7 @@ class Decision:
     opened_by: str
     opened_at: str
     revisits: str | None
+    context: str = ""
     proposals: dict[str, Proposal] = field(default_factory=dict)
     opinions: list[Opinion] = field(default_factory=list)
     child_views: list[ChildView] = field(default_factory=list)
@@ -310,7 +311,13 @@ class Case(Stream):
 
     def _on_decision_opened(self, body: b.DecisionOpened, by: str, entry: Entry) -> None:
         self.decisions[body.decision] = Decision(
-            body.decision, body.question, list(body.required), by, entry.recorded_at, body.revisits
+            body.decision,
+            body.question,
+            list(body.required),
+            by,
+            entry.recorded_at,
+            body.revisits,
+            body.context,
         )
 
     def _on_proposal_made(self, body: b.ProposalMade, by: str, entry: Entry) -> None:

@@ -165,6 +165,15 @@ class Directory(Stream):
             raise UnknownKey(f"key {statement.kid} is not bound to person {statement.by}")
         return record
 
+    def key_problem(self, key_id: str, by: str, recorded_at: str) -> str | None:
+        """Why `key_id` cannot vouch for `by`'s entry recorded then, or None when it can."""
+        record = self.keys.get(key_id)
+        if record is None or record.person != by:
+            return f"key {key_id} is not bound to the author {by}"
+        if key_id == self.authority_kid:
+            return None  # the root of trust: valid from the directory's first entry
+        return record.problem_at(recorded_at)
+
     def check_valid(self, record: KeyRecord, recorded_at: str) -> None:
         """Raise `KeyRevoked` unless `record` may sign an entry recorded at `recorded_at`."""
         problem = record.problem_at(recorded_at)

@@ -16,6 +16,7 @@ from eventsourcing.application import Application, LRUCache
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Recording
 
 from ledger.clock import Clock
+from ledger.directory import BODIES as DIRECTORY_BODIES
 from ledger.directory import Directory, KeyRecord, directory_id
 from ledger.entry import Entry, make_entry
 from ledger.errors import (
@@ -221,7 +222,7 @@ class Ledger(Application[UUID]):
         """Check the stream's rules; the domain layer extends this for its streams."""
         if isinstance(stream, Directory):
             stream.admit(submission.statement, signer)
-        elif submission.statement.kind in _DIRECTORY_KINDS:
+        elif submission.statement.kind in DIRECTORY_BODIES:
             raise NotPermitted(f"{submission.statement.kind} belongs in the directory stream")
 
     # -- reading -----------------------------------------------------------------------------
@@ -323,18 +324,15 @@ class Ledger(Application[UUID]):
     def _signature_problem(self, entry: Entry, directory: Directory) -> str | None:
         statement = entry.statement
         if UUID(statement.stream) == self.directory_id:
-            public = self.authority_key if statement.kid == self.authority_kid else None
-            record = None
+            if statement.kid != self.authority_kid:
+                return f"directory entries are signed with the authority key, not {statement.kid}"
+            public, problem = self.authority_key, None
         else:
+            problem = directory.key_problem(statement.kid, statement.by, entry.recorded_at)
             record = directory.keys.get(statement.kid)
-            public = record.public if record and record.person == statement.by else None
-        if public is None:
-            return f"key {statement.kid} is not bound to the author {statement.by}"
+            if record is None or record.person != statement.by:
+                return problem
+            public = record.public
         if not entry.signature_valid(public):
             return "the signature does not verify: the entry was altered"
-        return None if record is None else record.problem_at(entry.recorded_at)
-
-
-_DIRECTORY_KINDS = frozenset(
-    {"person.registered", "key.bound", "key.revoked", "reviewer.appointed"}
-)
+        return problem

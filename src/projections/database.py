@@ -65,12 +65,16 @@ class Database:
         return statement.replace("?", "%s") if self.postgres else statement
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
-        """A transaction: everything in it commits together, or nothing does."""
+    def transaction(self, write: bool = True) -> Iterator[Cursor]:
+        """A transaction: everything in it commits together, or nothing does.
+
+        On SQLite a writing transaction takes the write lock up front (no deadlocking upgrade
+        later); a reading one takes none, so readers never wait behind the follower.
+        """
         with self._lock:
             cursor = self._conn.cursor()
             if not self.postgres:
-                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield _Translating(cursor, self)
             except BaseException:
@@ -80,7 +84,7 @@ class Database:
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of a read-only query."""
-        with self.transaction() as cursor:
+        with self.transaction(write=False) as cursor:
             cursor.execute(statement, params)
             return cursor.fetchall()
 

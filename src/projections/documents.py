@@ -246,11 +246,6 @@ class Builder:
         latest: dict[tuple[str, str], str] = {}
         for opinion in d.opinions:
             latest[(opinion.person, opinion.proposal)] = opinion.hash
-        opened = next(
-            ref
-            for ref in body.values()
-            if ref.kind == "decision.opened" and ref.body.decision == d.id
-        )
         return DecisionView(
             id=d.id,
             question=d.question,
@@ -321,7 +316,7 @@ class Builder:
             ],
             missing=self.missing(case, d),
             dissents=list(d.dissents),
-            context=opened.body.context,
+            context=d.context,
             revisits=d.revisits,
             superseded_by=d.superseded_by,
             deferred_until=d.deferred_until,

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from eventsourcing.application import LRUCache
 
+from ledger.directory import Directory
 from ledger.ledger import Ledger
 from ledger.store import connect
 from ledger.stream import ENTRY_TOPIC, EntryRecorded, Stream
@@ -52,6 +53,7 @@ class Follower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._leader: Any = None
+        self._directory: Directory | None = None
         ledger.on_append(self._wake.set)
 
     # -- progress -----------------------------------------------------------------------------
@@ -88,8 +90,12 @@ class Follower:
         )
         if not notifications:
             return 0
-        directory = self.ledger.directory()
-        batch = {p.name: Batch(Builder(directory), tracking[p.name][1]) for p in self.projections}
+        # Documents name people from the directory; copy it only when it may have changed.
+        directory_id = self.ledger.directory_id
+        if self._directory is None or any(n.originator_id == directory_id for n in notifications):
+            self._directory = self.ledger.directory()
+        builder = Builder(self._directory)
+        batch = {p.name: Batch(builder, tracking[p.name][1]) for p in self.projections}
         for notification in notifications:
             event = cast(EntryRecorded, self.ledger.mapper.to_domain_event(notification))
             state = self._state_before(event.originator_id, event.entry.seq)

@@ -54,13 +54,7 @@ class Projections:
 def _signed(row: AuditRow, directory: Directory) -> AuditRow:
     """Whether the key was the author's and valid when the entry was recorded.
 
-    (The signature bytes were verified on append; `accord verify` re-checks them.)
+    (The signature bytes were verified on append; `Ledger.check_stream` re-checks them.)
     """
-    record = directory.keys.get(row.kid)
-    if record is None or record.person != row.by.id:
-        row.signature = "key not bound to the author"
-    elif row.kid == directory.authority_kid:
-        row.signature = "valid"  # the root of trust: valid from the directory's first entry
-    else:
-        row.signature = record.problem_at(row.recorded_at) or "valid"
+    row.signature = directory.key_problem(row.kid, row.by.id, row.recorded_at) or "valid"
     return row

@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
-import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -33,7 +32,6 @@ from tests.conftest import (
     drop_schema,
     fingerprint,
     open_world,
-    require_postgres,
 )
 
 # handle -> (kind, role in the case or None, parental responsibility)
@@ -305,14 +303,18 @@ class PostgresCase(CaseMachine):
         drop_schema(self.schema)
 
 
-_BASE = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-TestOnSQLite = SQLiteCase.TestCase
-TestOnSQLite.settings = settings(_BASE, max_examples=40, stateful_step_count=60)
-TestOnPostgres = PostgresCase.TestCase
-TestOnPostgres.settings = settings(_BASE, max_examples=6, stateful_step_count=60)
+def machine_test(machine: type[CaseMachine], examples: int, steps: int) -> Any:
+    """The test case that runs `machine`; PostgreSQL ones are gated like the `store_url` ones."""
+    case = machine.TestCase
+    case.settings = settings(
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        max_examples=examples,
+        stateful_step_count=steps,
+    )
+    setattr(case, "needs_postgres", issubclass(machine, PostgresCase))  # noqa: B010
+    return case
 
 
-@pytest.fixture(autouse=True)
-def _postgres_when_needed(request: pytest.FixtureRequest) -> None:
-    if request.cls is TestOnPostgres:
-        require_postgres()
+TestOnSQLite = machine_test(SQLiteCase, examples=40, steps=60)
+TestOnPostgres = machine_test(PostgresCase, examples=6, steps=60)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant
 
 from projections.database import Database
 from projections.follower import Follower
-from tests.conftest import require_postgres
-from tests.domain.test_stateful import CaseMachine, PostgresCase, SQLiteCase
+from tests.domain.test_stateful import CaseMachine, PostgresCase, SQLiteCase, machine_test
 from tests.projections.conftest import dump
 
 
@@ -43,14 +40,5 @@ class ProjectingPostgres(Projecting, PostgresCase):
     pass
 
 
-_BASE = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-TestLiveEqualsRebuildOnSQLite = ProjectingSQLite.TestCase
-TestLiveEqualsRebuildOnSQLite.settings = settings(_BASE, max_examples=15, stateful_step_count=40)
-TestLiveEqualsRebuildOnPostgres = ProjectingPostgres.TestCase
-TestLiveEqualsRebuildOnPostgres.settings = settings(_BASE, max_examples=4, stateful_step_count=40)
-
-
-@pytest.fixture(autouse=True)
-def _postgres_when_needed(request: pytest.FixtureRequest) -> None:
-    if request.cls is TestLiveEqualsRebuildOnPostgres:
-        require_postgres()
+TestLiveEqualsRebuildOnSQLite = machine_test(ProjectingSQLite, examples=15, steps=40)
+TestLiveEqualsRebuildOnPostgres = machine_test(ProjectingPostgres, examples=4, steps=40)

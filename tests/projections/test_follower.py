@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from ledger.author import Author
+from ledger.errors import StatementConflict
 from tests.domain.conftest import play_worked_case
 from tests.projections.conftest import Projected, dump
 
@@ -187,3 +190,44 @@ def test_a_revisited_decision_shows_superseded_in_its_trace_when_followed_live(
     live = dump(projected.database)
     follower.rebuild()
     assert dump(projected.database) == live
+
+
+def test_holes_in_notification_ids_leave_audit_positions_dense(
+    projected: Projected, store_url: str
+) -> None:
+    ledger = projected.world.ledger
+    worked = play_worked_case(projected.world)
+    grace = worked.authors["grace"]
+    statement_id = str(uuid.uuid4())
+    # Same id, different body: the entry row is inserted, then the claim collides and the
+    # whole transaction rolls back (on PostgreSQL this burns notification ids: a hole).
+    first = ledger.submit(
+        grace.sign(
+            grace.statement(
+                worked.played.case,
+                "preferences.stated",
+                {"language": "English"},
+                statement_id=statement_id,
+            )
+        )
+    )
+    with pytest.raises(StatementConflict):
+        ledger.submit(
+            grace.sign(
+                grace.statement(
+                    worked.played.case,
+                    "preferences.stated",
+                    {"language": "French"},
+                    statement_id=statement_id,
+                )
+            )
+        )
+    last = ledger.submit(grace.submission(worked.played.case, "preferences.stated", {}))
+    assert first.notification_id is not None and last.notification_id is not None
+    if "postgresql" in store_url:
+        assert last.notification_id - first.notification_id > 2, "no hole was made"
+
+    projected.follower.catch_up()
+
+    audit = projected.database.query("SELECT position FROM projection_audit ORDER BY position")
+    assert [position for (position,) in audit] == list(range(ledger.size()))
