@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ledger.errors import Malformed
 
@@ -42,9 +42,13 @@ class Clock:
         self._last = ""
         self._lock = threading.Lock()
 
-    def next(self, *not_before: str) -> str:
-        """The current time, but never earlier than the last one issued or any of `not_before`."""
+    def next(self, *not_before: str, strictly: bool = False) -> str:
+        """The current time, but never earlier than the last one issued or any of `not_before`;
+        with `strictly`, later than all of them (at least by a millisecond)."""
         with self._lock:
-            stamp = max(format_recorded(self._now()), self._last, *not_before)
+            floor = max((self._last, *not_before))
+            stamp = max(format_recorded(self._now()), floor)
+            if strictly and floor and stamp == floor:
+                stamp = format_recorded(datetime.fromisoformat(floor) + timedelta(milliseconds=1))
             self._last = stamp
             return stamp

@@ -141,7 +141,11 @@ class Ledger(Application[UUID]):
                     raise SignatureInvalid("the signature does not verify over the statement")
                 verified = True
             stream = self._state(stream_id, fresh=fresh)
-            recorded_at = self.clock.next(stream.recorded_at, directory.recorded_at)
+            # A directory change is strictly later than anything recorded before it here, so
+            # no entry shares a millisecond with the revocation or binding that judges it.
+            recorded_at = self.clock.next(
+                stream.recorded_at, directory.recorded_at, strictly=stream_id == self.directory_id
+            )
             try:
                 if record is not None:
                     directory.check_valid(record, recorded_at)

@@ -489,6 +489,14 @@ def test_the_clock_holds_still_when_the_wall_clock_goes_backwards() -> None:
     ]
 
 
+def test_a_strict_reading_is_later_than_everything_before_it_even_within_a_millisecond() -> None:
+    clock = Clock(now=clock_reading([T0, T0, T0, T0]))
+    first = clock.next()
+    assert clock.next(strictly=True) == "2026-11-21T10:00:00.001Z" > first
+    assert clock.next("2026-11-21T10:00:00.005Z", strictly=True) == "2026-11-21T10:00:00.006Z"
+    assert clock.next() == "2026-11-21T10:00:00.006Z"  # plain readings may share a millisecond
+
+
 @given(st.lists(_times, min_size=1, max_size=40))
 def test_the_clock_never_goes_backwards_whatever_the_wall_clock_does(times: list[datetime]) -> None:
     clock = Clock(now=clock_reading(times))
