@@ -36,6 +36,7 @@ from ledger.stream import (
     ENTRY_TOPIC,
     EntryMapper,
     EntryRecorded,
+    Record,
     StatementClaimed,
     Stream,
     claim_id,
@@ -229,6 +230,16 @@ class Ledger(Application[UUID]):
         elif submission.statement.kind in DIRECTORY_BODIES:
             raise NotPermitted(f"{submission.statement.kind} belongs in the directory stream")
 
+    def record(self, *records: Record) -> int:
+        """Store facts kept beside the streams (never chained); returns the last notification id.
+
+        Raises eventsourcing's `IntegrityError` if a record's version is already taken.
+        """
+        with self._append_lock:
+            recordings = self.events.put(list(records))
+        self._notify(recordings)
+        return recordings[-1].notification.id
+
     # -- reading -----------------------------------------------------------------------------
 
     def directory(self) -> Directory:
@@ -302,6 +313,18 @@ class Ledger(Application[UUID]):
             for notification in page:
                 event = cast(EntryRecorded, self.mapper.to_domain_event(notification))
                 yield LoggedEntry(notification.id, event.originator_id, event.entry)
+            if len(page) < _PAGE:
+                return
+            after = page[-1].id
+
+    def read_records(self, topics: Sequence[str], after: int = 0) -> Iterator[Record]:
+        """Records of the given topics in log order, read page by page."""
+        while True:
+            page = self.recorder.select_notifications(
+                start=after + 1, limit=_PAGE, topics=list(topics)
+            )
+            for notification in page:
+                yield cast(Record, self.mapper.to_domain_event(notification))
             if len(page) < _PAGE:
                 return
             after = page[-1].id

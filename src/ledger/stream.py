@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID, uuid5
 
+import msgspec
 from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
 
 from ledger.canonical import canonical, loads
@@ -45,6 +46,25 @@ class StatementClaimed:
     hash: str
 
 
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """A fact the ledger keeps beside its streams, never in a chain (e.g. who read what).
+
+    Stored as canonical JSON under the subclass's pinned `topic`; subclasses register by
+    declaring one.
+    """
+
+    topics: ClassVar[dict[str, type[Record]]] = {}
+    topic: ClassVar[str] = ""
+
+    originator_id: UUID
+    originator_version: int = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.topic:
+            Record.topics[cls.topic] = cls
+
+
 class EntryMapper(Mapper[UUID]):
     """Stores an entry's canonical bytes as the event state, verbatim, under a pinned topic."""
 
@@ -59,6 +79,11 @@ class EntryMapper(Mapper[UUID]):
             state = canonical(
                 {"stream": domain_event.stream, "seq": domain_event.seq, "hash": domain_event.hash}
             )
+        elif isinstance(domain_event, Record):
+            topic = domain_event.topic
+            fields = msgspec.to_builtins(domain_event)
+            del fields["originator_id"], fields["originator_version"]
+            state = canonical(fields)
         else:
             raise TypeError(f"the ledger stores no {type(domain_event).__name__} events")
         return StoredEvent(
@@ -82,6 +107,14 @@ class EntryMapper(Mapper[UUID]):
             return StatementClaimed(
                 originator_id, version, claim["stream"], claim["seq"], claim["hash"]
             )
+        record = Record.topics.get(stored_event.topic)
+        if record is not None:
+            fields = loads(bytes(stored_event.state))
+            fields.update(originator_id=str(originator_id), originator_version=version)
+            try:
+                return msgspec.convert(fields, type=record)
+            except msgspec.ValidationError as exc:
+                raise IntegrityViolation(str(originator_id), version, str(exc)) from None
         raise IntegrityViolation(
             str(originator_id), version, f"unknown event topic {stored_event.topic!r}"
         )

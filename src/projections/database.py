@@ -28,6 +28,9 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS projection_audit_case ON projection_audit (case_id, seq)",
     "CREATE INDEX IF NOT EXISTS projection_audit_author ON projection_audit (author, position)",
     "CREATE INDEX IF NOT EXISTS projection_audit_hash ON projection_audit (hash)",
+    "CREATE TABLE IF NOT EXISTS projection_access (position BIGINT PRIMARY KEY,"
+    " case_id TEXT NOT NULL, person TEXT NOT NULL, doc {blob} NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS projection_access_case ON projection_access (case_id, position)",
 )
 
 

@@ -201,6 +201,17 @@ class AuditRow(Doc):
     signature: str = ""  # filled in when read: a later compromise changes it
 
 
+class AccessRow(Doc):
+    """One recorded read: who read which case, what, when, and with which token."""
+
+    position: int
+    stream: str
+    what: str
+    by: Person
+    token: str
+    at: str
+
+
 class Builder:
     """Builds documents from a case's state, naming people from the directory."""
 

@@ -23,7 +23,8 @@ from eventsourcing.application import LRUCache
 from ledger.directory import Directory
 from ledger.ledger import Ledger
 from ledger.store import connect
-from ledger.stream import ENTRY_TOPIC, EntryRecorded, Stream
+from ledger.access import READ_TOPIC
+from ledger.stream import ENTRY_TOPIC, EntryRecorded, Record, Stream
 from projections.database import Database
 from projections.documents import Builder
 from projections.views import PROJECTIONS, Batch, Projection
@@ -32,6 +33,7 @@ _log = logging.getLogger(__name__)
 _LOCK_KEY = 0x0ACC0D
 # Memory is bounded by this many case states, whatever the ledger's size; a miss replays.
 _CACHED_CASES = 32
+_TOPICS = [ENTRY_TOPIC, READ_TOPIC]
 
 
 class Follower:
@@ -54,7 +56,12 @@ class Follower:
         self._thread: threading.Thread | None = None
         self._leader: Any = None
         self._directory: Directory | None = None
+        self._listeners: list[Callable[[int], object]] = []
         ledger.on_append(self._wake.set)
+
+    def on_commit(self, callback: Callable[[int], object]) -> None:
+        """Call `callback(notification_id)` after each batch commits (in the follower's thread)."""
+        self._listeners.append(callback)
 
     # -- progress -----------------------------------------------------------------------------
 
@@ -86,7 +93,7 @@ class Follower:
         tracking = self.tracking()
         start = min(nid for nid, _ in tracking.values())
         notifications = self.ledger.recorder.select_notifications(
-            start=start + 1, limit=self.batch_size, topics=[ENTRY_TOPIC]
+            start=start + 1, limit=self.batch_size, topics=_TOPICS
         )
         if not notifications:
             return 0
@@ -97,6 +104,12 @@ class Follower:
         builder = Builder(self._directory)
         batch = {p.name: Batch(builder, tracking[p.name][1]) for p in self.projections}
         for notification in notifications:
+            if notification.topic != ENTRY_TOPIC:
+                record = cast(Record, self.ledger.mapper.to_domain_event(notification))
+                for projection in self.projections:
+                    if notification.id > tracking[projection.name][0]:
+                        projection.on_record(batch[projection.name], record, notification.id)
+                continue
             event = cast(EntryRecorded, self.ledger.mapper.to_domain_event(notification))
             state = self._state_before(event.originator_id, event.entry.seq)
             state.apply(event.entry)
@@ -116,6 +129,8 @@ class Follower:
                         " position = excluded.position",
                         (projection.name, last, work.position),
                     )
+        for callback in self._listeners:
+            callback(last)
         return len(notifications)
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:

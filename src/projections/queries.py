@@ -8,7 +8,7 @@ import msgspec
 
 from ledger.directory import Directory
 from projections.database import Database
-from projections.documents import AuditRow, Plan, Register, Trace
+from projections.documents import AccessRow, AuditRow, Plan, Register, Trace
 
 T = TypeVar("T")
 
@@ -39,6 +39,13 @@ class Projections:
         """What a person said, and when, across every case, in ledger order."""
         sql = "SELECT doc FROM projection_audit WHERE author = ? ORDER BY position"
         return [_signed(row, directory) for row in self._all(sql, (person,), AuditRow)]
+
+    def access(self, case: str | None = None) -> list[AccessRow]:
+        """Recorded reads, of one case or of all, in the order they happened."""
+        if case is None:
+            return self._all("SELECT doc FROM projection_access ORDER BY position", (), AccessRow)
+        sql = "SELECT doc FROM projection_access WHERE case_id = ? ORDER BY position"
+        return self._all(sql, (case,), AccessRow)
 
     def _one(self, sql: str, params: tuple[str, ...], kind: type[T]) -> T | None:
         rows = self._all(sql, params, kind)

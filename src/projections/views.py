@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 import msgspec
 
 from domain.case import Case
+from ledger.access import ReadRecorded
 from ledger.directory import Directory
 from ledger.entry import Entry
-from ledger.stream import Stream
+from ledger.stream import Record, Stream
 from projections.database import Cursor
-from projections.documents import AuditRow, Builder
+from projections.documents import AccessRow, AuditRow, Builder
 
 _encode = msgspec.json.Encoder(order="deterministic").encode
 
@@ -26,6 +27,7 @@ class Batch:
     decisions: dict[tuple[str, str], Case] = field(default_factory=dict)
     rows: list[AuditRow] = field(default_factory=list)
     corrections: list[tuple[str, str]] = field(default_factory=list)
+    reads: list[AccessRow] = field(default_factory=list)
 
 
 class Projection:
@@ -36,6 +38,9 @@ class Projection:
 
     def on_entry(self, batch: Batch, state: Stream, entry: Entry) -> None:
         """Note what this entry changes; `state` already includes it."""
+
+    def on_record(self, batch: Batch, record: Record, position: int) -> None:
+        """Note a record kept beside the streams (`position`: its notification id)."""
 
     def flush(self, cursor: Cursor, batch: Batch) -> None:
         """Write the batch's changes (in the follower's transaction)."""
@@ -172,11 +177,38 @@ class AuditProjection(Projection):
             )
 
 
+class AccessProjection(Projection):
+    """Who read which case, when, and with which token (reviewers' reads are all recorded)."""
+
+    name = "access"
+    tables = ("projection_access",)
+
+    def on_record(self, batch: Batch, record: Record, position: int) -> None:
+        if isinstance(record, ReadRecorded):
+            batch.reads.append(
+                AccessRow(
+                    position=position,
+                    stream=record.stream,
+                    what=record.what,
+                    by=batch.builder.person(record.person),
+                    token=record.token,
+                    at=record.at,
+                )
+            )
+
+    def flush(self, cursor: Cursor, batch: Batch) -> None:
+        cursor.executemany(
+            "INSERT INTO projection_access (position, case_id, person, doc) VALUES (?, ?, ?, ?)",
+            [(r.position, r.stream, r.by.id, _encode(r)) for r in batch.reads],
+        )
+
+
 PROJECTIONS: tuple[Projection, ...] = (
     PlanProjection(),
     RegisterProjection(),
     TraceProjection(),
     AuditProjection(),
+    AccessProjection(),
 )
 
 
