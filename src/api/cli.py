@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -11,10 +12,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
-from api.demo import describe, run_demo
+from api import tokens
+from api.demo import describe, seed
 from api.home import Home, default_home, passphrase
+from api.server import Running, running, serve
+from api.tokens import Scope
 from domain.record import DecisionRecord
-from ledger import keys
+from ledger import access, keys
 from ledger.errors import LedgerError
 from projections.database import Database
 from projections.follower import Follower
@@ -57,8 +61,34 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the ledger's origin, keys and size")
     status.set_defaults(run=_status)
 
-    demo = commands.add_parser("demo", help="play the worked case and print its plan (rerunnable)")
+    demo = commands.add_parser(
+        "demo", help="play the worked case through the API and print its plan (rerunnable)"
+    )
     demo.set_defaults(run=_demo)
+
+    serve_ = commands.add_parser("serve", help="serve the HTTP API and keep the projections")
+    serve_.add_argument("--host", default="127.0.0.1")
+    serve_.add_argument("--port", type=int, default=8080)
+    serve_.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed the worked case (once) and print its id and a reviewer token",
+    )
+    serve_.set_defaults(run=_serve)
+
+    token = commands.add_parser("token", help="bearer tokens for reading").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    issue = token.add_parser("issue", help="issue a token; it is printed once and never stored")
+    issue.add_argument("--person", required=True)
+    issue.add_argument("--scope", required=True, choices=[s.value for s in Scope])
+    issue.add_argument("--organisation", help="limit a service token to one organisation")
+    issue.set_defaults(run=_token_issue)
+    revoke_token = token.add_parser("revoke", help="revoke a token by its id")
+    revoke_token.add_argument("--token", required=True, help="the token id (see `token list`)")
+    revoke_token.set_defaults(run=_token_revoke)
+    list_tokens = token.add_parser("list", help="every token issued: id, person, scope, state")
+    list_tokens.set_defaults(run=_token_list)
 
     rebuild = commands.add_parser("rebuild", help="drop and rebuild one or all projections")
     rebuild.add_argument("name", nargs="?", choices=[p.name for p in PROJECTIONS])
@@ -101,8 +131,12 @@ def _home(args: argparse.Namespace) -> Home:
     return Home.load(args.home or default_home())
 
 
+def _store(args: argparse.Namespace) -> str | None:
+    return args.store or os.environ.get("ACCORD_STORE")
+
+
 def _open(args: argparse.Namespace, home: Home) -> DecisionRecord:
-    return home.open_ledger(args.store or os.environ.get("ACCORD_STORE"))
+    return home.open_ledger(_store(args))
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -128,13 +162,61 @@ def _status(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     home = _home(args)
+
+    async def main() -> None:
+        async with running(home, _store(args), port=0) as server:
+            record = server.service.record
+            played, created, _ = await asyncio.to_thread(seed, home, record, server.url)
+            print(describe(record.case(played.case), record))
+            print(f"{created} new entries ({len(played.receipts) - created} already recorded)")
+
+    asyncio.run(main())
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    home = _home(args)
+
+    def ready(server: Running) -> None:
+        print(f"serving {home.config.origin} at {server.url}", flush=True)
+        if args.demo:
+            record = server.service.record
+            played, created, reviewer = seed(home, record, server.url)
+            token = tokens.issue(record, reviewer, Scope.REVIEWER)
+            print(f"worked case     {played.case} ({created} new entries)")
+            print(f"reviewer token  {token}")
+            plan = f"{server.url}/v1/cases/{played.case}/plan"
+            print(f"try: curl -H 'Authorization: Bearer {token}' {plan}", flush=True)
+
+    serve(home, _store(args), args.host, args.port, ready)
+    return 0
+
+
+def _token_issue(args: argparse.Namespace) -> int:
+    home = _home(args)
     with _open(args, home) as ledger:
-        played, created = run_demo(home, ledger)
-        database = Database(ledger.store)
-        Follower(ledger, database).catch_up()  # the projections are ready to be read
-        database.close()
-        print(describe(ledger.case(played.case), ledger))
-        print(f"{created} new entries ({len(played.receipts) - created} already recorded)")
+        print(tokens.issue(ledger, args.person, Scope(args.scope), args.organisation))
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        tokens.revoke(ledger, args.token)
+    print(f"revoked {args.token}")
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        names = {p.id: p.name for p in ledger.directory().persons.values()}
+        for issued, revoked in access.tokens(ledger):
+            state = f"revoked {revoked.revoked_at}" if revoked else "active"
+            org = f" ({issued.organisation})" if issued.organisation else ""
+            who = names.get(issued.person, issued.person)
+            when = f"issued {issued.issued_at}"
+            print(f"{issued.originator_id.hex}  {issued.scope}{org}  {who}  {when}  {state}")
     return 0
 
 

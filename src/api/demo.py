@@ -1,8 +1,10 @@
-"""`accord demo`: play the worked case through the signed write path and print the plan.
+"""`accord demo`: play the worked case through the HTTP API with the client SDK.
 
-Each person of the case gets a key of their own under `HOME/demo/` (mode 0600). The case id,
-start time and person ids are kept in `HOME/demo/state.json`, so a second run signs
-byte-identical statements and the ledger answers each with its original receipt.
+The people are registered in-process with the authority key (it never leaves the home); each
+person of the case gets a key of their own under `HOME/demo/` (mode 0600) and signs their own
+statements, which are POSTed like any client's. A safeguarding reviewer is appointed too.
+The case id, start time and person ids are kept in `HOME/demo/state.json`, so a second run
+signs byte-identical statements and the ledger answers each with its original receipt.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from api.client import Client
 from api.home import Home
 from domain.bodies import SharingScope
 from domain.case import Case
@@ -22,6 +25,8 @@ from ledger import keys
 from ledger.author import Author
 from ledger.ledger import Receipt
 
+REVIEWER = "reviewer"
+
 
 class DemoState(msgspec.Struct):
     case: str
@@ -29,8 +34,8 @@ class DemoState(msgspec.Struct):
     people: dict[str, str] = {}
 
 
-def run_demo(home: Home, ledger: DecisionRecord) -> tuple[Played, int]:
-    """Play the worked case (again); returns what was played and how many entries were new."""
+def prepare(home: Home, ledger: DecisionRecord) -> tuple[DemoState, dict[str, Author]]:
+    """Register the cast and a safeguarding reviewer (once) and load everyone's key."""
     folder = home.path / "demo"
     folder.mkdir(mode=0o700, exist_ok=True)
     state_file = folder / "state.json"
@@ -41,6 +46,13 @@ def run_demo(home: Home, ledger: DecisionRecord) -> tuple[Played, int]:
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
         state = DemoState(str(uuid.uuid4()), start)
     authority = home.authority(ledger)
+    if REVIEWER not in state.people:
+        reviewer = authority.register(
+            "Jo Marsh", "professional", profession="safeguarding reviewer"
+        )
+        authority.appoint_reviewer(reviewer)
+        state.people[REVIEWER] = reviewer
+        state_file.write_bytes(msgspec.json.encode(state))
     authors = {}
     for person in CAST:
         key_file = folder / f"{person.handle}.pem"
@@ -62,16 +74,26 @@ def run_demo(home: Home, ledger: DecisionRecord) -> tuple[Played, int]:
             state_file.write_bytes(msgspec.json.encode(state))
         key = keys.load_private_key(key_file)
         authors[person.handle] = Author(ledger.origin, state.people[person.handle], key)
+    return state, authors
+
+
+def seed(home: Home, ledger: DecisionRecord, url: str) -> tuple[Played, int, str]:
+    """Play the worked case through the API at `url` with the client SDK.
+
+    Returns what was played, how many entries were new, and the demo reviewer's person id.
+    """
+    state, authors = prepare(home, ledger)
     created = 0
+    with Client(url) as client:
 
-    def submit(data: bytes) -> Receipt:
-        nonlocal created
-        accepted = ledger.submit(data)
-        created += accepted.created
-        return accepted.receipt
+        def submit(data: bytes) -> Receipt:
+            nonlocal created
+            submitted = client.submit(data)
+            created += submitted.created
+            return submitted.receipt
 
-    played = play(state.case, authors, submit, state.start)
-    return played, created
+        played = play(state.case, authors, submit, state.start)
+    return played, created, state.people[REVIEWER]
 
 
 def describe(case: Case, ledger: DecisionRecord) -> str:

@@ -216,6 +216,11 @@ class Follower:
         self._leader = handle
         return True
 
+    @property
+    def leading(self) -> bool:
+        """Whether this process holds the follower lock."""
+        return self._leader is not None
+
     def resign(self) -> None:
         """Let go of the follower lock, so another process can lead."""
         if self._leader is not None:

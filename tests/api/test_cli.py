@@ -206,7 +206,7 @@ def test_rebuild_restores_the_projections_from_the_log(cli: CLI) -> None:
     cli.ok("demo")
     code, out, progress = cli("rebuild")
     assert code == 0
-    assert out.startswith("rebuilt plan, register, trace, audit from ")
+    assert out.startswith("rebuilt plan, register, trace, audit, access from ")
     assert "rebuilding" in progress  # the progress bar goes to stderr
     home = Home.load(cli.home)
     with home.open_ledger(cli.store) as ledger:

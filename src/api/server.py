@@ -1,0 +1,132 @@
+"""Running the API: one process that serves HTTP, follows the log (when it holds the follower
+lock) and writes one JSON access line per request to stdout.
+
+Access lines hold the method, the route template, the status and timings, never a header, a
+query string or a body, so no token or statement content reaches the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from api.app import GRANT, Service, Settings, create_app
+from api.home import Home
+from projections.database import Database
+from projections.follower import Follower
+
+ACCESS_LOGGER = "accord.access"
+
+
+class JsonAccessLogger(AbstractAccessLogger):
+    """One JSON object per answered request."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        match_info = request.match_info if isinstance(request, web.Request) else None
+        resource = match_info.route.resource if match_info is not None else None
+        grant = request.get(GRANT)
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "remote": request.remote,
+            "method": request.method,
+            "route": resource.canonical if resource is not None else None,
+            "status": response.status,
+            "ms": round(time * 1000, 3),
+            "bytes": response.body_length,
+            "token": grant.token if grant is not None else None,
+        }
+        if "Accord-Problem" in response.headers:
+            line["problem"] = response.headers["Accord-Problem"]
+        self.logger.info(orjson.dumps(line).decode())
+
+
+@dataclass
+class Running:
+    """A started server: where it listens and what it serves."""
+
+    url: str
+    service: Service
+
+
+@asynccontextmanager
+async def running(
+    home: Home,
+    store: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    settings: Settings | None = None,
+    follow: bool = True,
+) -> AsyncIterator[Running]:
+    """Serve the home's ledger until the block ends (port 0 picks a free port)."""
+    record = home.open_ledger(store)
+    database = Database(record.store)
+    follower = Follower(record, database)
+    service = Service(record, database, follower, home.config.ledger_key, settings or Settings())
+    runner = web.AppRunner(
+        create_app(service),
+        access_log_class=JsonAccessLogger,
+        access_log=logging.getLogger(ACCESS_LOGGER),
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        if follow:
+            follower.start(poll=0.1)
+        bound = runner.addresses[0]
+        yield Running(f"http://{_host(bound[0])}:{bound[1]}", service)
+    finally:
+        await runner.cleanup()
+        follower.stop()
+        service.close()
+        database.close()
+        record.close()
+
+
+def serve(
+    home: Home,
+    store: str | None,
+    host: str,
+    port: int,
+    ready: Callable[[Running], None] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM; `ready` runs (in a thread) once the server listens."""
+    _log_access_to_stdout()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with running(home, store, host, port) as server:
+            if ready is not None:
+                await asyncio.to_thread(ready, server)
+            await stop.wait()
+
+    asyncio.run(main())
+
+
+def _log_access_to_stdout() -> None:
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
