@@ -14,8 +14,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	@test -f .accord/config.json || $(BIN)/accord init --origin accord.localhost/demo
-	$(BIN)/accord demo
-	$(BIN)/accord status
+	$(BIN)/accord serve --demo --host 127.0.0.1 --port 8080
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -24,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.append
 	$(BIN)/python -m bench.domain
 	$(BIN)/python -m bench.projections
+	$(BIN)/python -m bench.http
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

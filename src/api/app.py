@@ -63,6 +63,9 @@ class Settings:
 
     write_wait: float = 2.0  # how long a write waits for the projections to include it
     body_timeout: float = 10.0  # a client that has not sent its body by then is cut off
+    # An idle connection, or one still sending its request line and headers, is closed after
+    # this long (aiohttp's keep-alive timer also runs while headers are being received).
+    idle_timeout: float = 15.0
     reader_threads: int = 4
 
 

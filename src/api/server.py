@@ -76,6 +76,7 @@ async def running(
     service = Service(record, database, follower, home.config.ledger_key, settings or Settings())
     runner = web.AppRunner(
         create_app(service),
+        keepalive_timeout=service.settings.idle_timeout,
         access_log_class=JsonAccessLogger,
         access_log=logging.getLogger(ACCESS_LOGGER),
     )
