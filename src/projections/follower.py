@@ -20,10 +20,10 @@ from uuid import UUID
 
 from eventsourcing.application import LRUCache
 
+from ledger.access import READ_TOPIC
 from ledger.directory import Directory
 from ledger.ledger import Ledger
 from ledger.store import connect
-from ledger.access import READ_TOPIC
 from ledger.stream import ENTRY_TOPIC, EntryRecorded, Record, Stream
 from projections.database import Database
 from projections.documents import Builder
