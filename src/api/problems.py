@@ -80,13 +80,18 @@ def problem(code: str, detail: str, instance: str = "", rule: str | None = None)
     headers = {"Accord-Problem": code}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="accord"'
-    return web.Response(
+    response = web.Response(
         status=status,
         body=msgspec.json.encode(body),
         content_type=CONTENT_TYPE,
         headers=headers,
     )
+    if code in _UNREAD_BODY:
+        response.force_close()  # the rest of the body is still on the wire: drop the connection
+    return response
 
+
+_UNREAD_BODY = frozenset({"timeout", "too_large"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

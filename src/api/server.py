@@ -77,6 +77,9 @@ async def running(
     runner = web.AppRunner(
         create_app(service),
         keepalive_timeout=service.settings.idle_timeout,
+        # After an early answer (413, 408) the unread rest of a body is drained this long at
+        # most, so the client can read the answer, and then the connection is closed.
+        lingering_time=2.0,
         access_log_class=JsonAccessLogger,
         access_log=logging.getLogger(ACCESS_LOGGER),
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from api.app import Settings
 from api.client import Client, Identity
 from api.home import Home
 from api.server import Running, running
@@ -79,7 +80,7 @@ class Served:
 
 
 @contextmanager
-def serve_in_thread(home: Home) -> Iterator[Running]:
+def serve_in_thread(home: Home, settings: Settings | None = None) -> Iterator[Running]:
     """Run the server on its own event loop in a thread until the generator is closed."""
     ready: list[Running] = []
     started = threading.Event()
@@ -90,7 +91,7 @@ def serve_in_thread(home: Home) -> Iterator[Running]:
     async def main() -> None:
         stop.append(asyncio.Event())
         loops.append(asyncio.get_running_loop())
-        async with running(home, port=0) as server:
+        async with running(home, port=0, settings=settings) as server:
             ready.append(server)
             started.set()
             await stop[0].wait()
