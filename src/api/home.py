@@ -19,6 +19,7 @@ from domain.record import DecisionRecord
 from ledger import keys
 from ledger.authority import Authority
 from ledger.errors import LedgerError
+from ledger.keys import Ed25519PrivateKey
 
 CONFIG = "config.json"
 AUTHORITY_KEY = "authority.pem"
@@ -74,7 +75,7 @@ class Home:
             keys.save_private_key(key, path / name, secret)
         config = Config(
             origin=origin,
-            store=store or f"sqlite:///{path / 'ledger.db'}",
+            store=store or "sqlite:///ledger.db",  # relative: inside the home, wherever it moves
             authority_key=keys.public_key_b64(authority_key),
             ledger_key=keys.public_key_b64(ledger_key),
         )
@@ -99,10 +100,23 @@ class Home:
         except msgspec.DecodeError as exc:
             raise HomeError(f"{path / CONFIG} is not valid: {exc}") from None
 
+    @property
+    def store(self) -> str:
+        """The configured store URL; a relative SQLite path is inside the home."""
+        url = self.config.store
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            return prefix + str((self.path / url[len(prefix) :]).absolute())
+        return url
+
     def open_ledger(self, store: str | None = None) -> DecisionRecord:
         """Open the decision record, on `store` if given, else on the configured store."""
         authority = keys.public_key_from_b64(self.config.authority_key)
-        return DecisionRecord(store or self.config.store, self.config.origin, authority)
+        return DecisionRecord(store or self.store, self.config.origin, authority)
+
+    def ledger_key(self) -> Ed25519PrivateKey:
+        """The ledger's private key, which signs checkpoints."""
+        return keys.load_private_key(self.path / LEDGER_KEY, passphrase())
 
     def authority(self, ledger: DecisionRecord) -> Authority:
         """The authority, with its private key loaded from the home."""

@@ -1,0 +1,61 @@
+"""Leadership: exactly one process per ledger runs a given follower (the sealer, the projection
+workers). On PostgreSQL a session-level advisory lock elects it; on SQLite a file lock beside
+the ledger. Either is released when the process dies, so another can take over."""
+
+from __future__ import annotations
+
+import fcntl
+import zlib
+from pathlib import Path
+from typing import IO, Any
+
+from ledger.store import Store, connect
+
+
+class Leadership:
+    """A named lock per ledger, held for as long as this process leads."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self._held: Any = None
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; True if this process now leads."""
+        if self._held is not None:
+            return True
+        store = self.store
+        if store.is_postgres:
+            conn = connect(store, autocommit=True)
+            schema = store.env.get("POSTGRES_SCHEMA", "public")
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_key(self.name), schema)
+            ).fetchone()
+            if row is None or not row[0]:
+                conn.close()
+                return False
+            self._held = conn  # the lock lives as long as this session
+            return True
+        path = Path(f"{store.env['SQLITE_DBNAME']}.{self.name}.lock")
+        handle: IO[bytes] = path.open("ab")  # held while leading
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._held = handle
+        return True
+
+    def release(self) -> None:
+        """Let go, so another process can lead."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+
+def _key(name: str) -> int:
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF

@@ -1,0 +1,93 @@
+"""Plain SQL tables beside the event store (the Merkle log, the read models): one connection,
+the same SQL on SQLite and PostgreSQL (placeholders are translated), transactions that commit
+whole or not at all."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from ledger.store import Store, connect, exclusive
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tables:
+    """One connection to a set of tables, used under a lock (their writers are serial anyway).
+
+    On PostgreSQL the tables live in the store's schema; on SQLite in the file `path`
+    (default: the event store's own file). `schema` statements may use `{blob}`.
+    """
+
+    def __init__(self, store: Store, schema: Sequence[str], path: Path | None = None) -> None:
+        self.postgres = store.is_postgres
+        self._lock = threading.RLock()
+        self._conn: Any
+        if self.postgres:
+            self._conn = connect(store)
+            blob = "BYTEA"
+        else:
+            self._conn = sqlite3.connect(
+                path or Path(store.env["SQLITE_DBNAME"]),
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=30,
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            blob = "BLOB"
+        with exclusive(store, "accord.schema"), self.transaction() as cursor:
+            for statement in schema:
+                cursor.execute(statement.format(blob=blob))
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Cursor]:
+        """A transaction: everything in it commits together, or nothing does.
+
+        On SQLite a writing transaction takes the write lock up front (no deadlocking upgrade
+        later); a reading one takes none, so readers never wait behind a writer.
+        """
+        with self._lock:
+            cursor = self._conn.cursor()
+            if not self.postgres:
+                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield _Translating(cursor, self)
+            except BaseException:
+                self._conn.rollback()
+                raise
+            self._conn.commit()
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read-only query."""
+        with self.transaction(write=False) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _Translating:
+    def __init__(self, cursor: Any, tables: Tables) -> None:
+        self._cursor = cursor
+        self._tables = tables
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._cursor.execute(self._tables.sql(sql), params)
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        return self._cursor.executemany(self._tables.sql(sql), params)
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall())
