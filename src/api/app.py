@@ -9,6 +9,7 @@ loop never waits on a store. A write answers once the projections include it (bo
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +21,14 @@ import msgspec
 from aiohttp import web
 
 from api.metrics import Metrics
-from api.openapi import Route, document
+from api.openapi import Param, Route, document
 from api.problems import ApiError, problems
 from api.tokens import Grant, Scope, authenticate
 from domain.record import DecisionRecord
 from ledger import access
 from ledger.keys import public_key_b64
 from ledger.ledger import Receipt
+from ledger.log import Log
 from ledger.statement import MAX_SUBMISSION_BYTES
 from projections.database import Database
 from projections.documents import AccessRow, AuditRow, Plan, Register, Trace
@@ -36,6 +38,7 @@ from projections.queries import Projections
 T = TypeVar("T")
 JSON = "application/json"
 GRANT = web.RequestKey("grant", Grant)  # the token's grant, once authenticated (for the logs)
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
@@ -47,6 +50,22 @@ class LedgerInfo(msgspec.Struct):
     ledger_key: str
     directory: str
     size: int
+
+
+class InclusionProof(msgspec.Struct):
+    """Leaf `index` is in the tree of `size` leaves: the audit path, standard base64."""
+
+    index: int
+    size: int
+    path: list[str]
+
+
+class ConsistencyProof(msgspec.Struct, rename={"from_": "from"}):
+    """The tree of `to` leaves extends the tree of `from` leaves: the path, standard base64."""
+
+    from_: int
+    to: int
+    path: list[str]
 
 
 class Health(msgspec.Struct):
@@ -76,6 +95,7 @@ class Service:
     record: DecisionRecord
     database: Database
     follower: Follower
+    log: Log
     ledger_key: str
     settings: Settings = field(default_factory=Settings)
     projections: Projections = field(init=False)
@@ -191,7 +211,37 @@ ROUTES = (
         list[AccessRow],
         "admin",
         (400, 401, 403),
-        (("case", False),),
+        (Param("case"),),
+    ),
+    Route(
+        "GET",
+        "/v1/checkpoint",
+        "checkpoint",
+        "The latest signed checkpoint (C2SP tlog-checkpoint in a signed note)",
+        "text/plain",
+        "anyone",
+        (404,),
+    ),
+    Route(
+        "GET",
+        "/v1/proof/inclusion",
+        "inclusion",
+        "RFC 9162 inclusion proof of the entry with this hash in the tree of `size` entries"
+        " (default: the latest checkpoint)",
+        InclusionProof,
+        "anyone",
+        (400, 404),
+        (Param("hash", "sha256", required=True), Param("size", "int")),
+    ),
+    Route(
+        "GET",
+        "/v1/proof/consistency",
+        "consistency",
+        "RFC 9162 consistency proof between two tree sizes",
+        ConsistencyProof,
+        "anyone",
+        (400, 404),
+        (Param("from", "int", required=True), Param("to", "int", required=True)),
     ),
     Route("GET", "/healthz", "health", "Liveness and projection lag", Health, "anyone", (503,)),
     Route("GET", "/metrics", "metrics", "Prometheus metrics", "text/plain", "anyone"),
@@ -229,16 +279,48 @@ class _Handlers:
     async def ledger(self, request: web.Request) -> web.Response:
         service = self.service
         record = service.record
-        tracking = await service.read(service.follower.tracking)
+        checkpoint = await service.read(service.log.checkpoint)
         return _json(
             LedgerInfo(
                 origin=record.origin,
                 authority_key=public_key_b64(record.authority_key),
                 ledger_key=service.ledger_key,
                 directory=str(record.directory_id),
-                size=tracking["audit"][1] if "audit" in tracking else 0,
+                size=checkpoint.size if checkpoint else 0,
             )
         )
+
+    async def checkpoint(self, request: web.Request) -> web.Response:
+        checkpoint = await self.service.read(self.service.log.checkpoint)
+        if checkpoint is None:
+            raise ApiError("not_found", "no checkpoint has been signed yet")
+        return web.Response(text=checkpoint.note, content_type="text/plain")
+
+    async def inclusion(self, request: web.Request) -> web.Response:
+        log = self.service.log
+        entry_hash = request.query.get("hash", "")
+        if not _SHA256.match(entry_hash):
+            raise ApiError("malformed", "hash must be an entry hash: 64 lowercase hex digits")
+        size = _int(request, "size", required=False)
+
+        def prove() -> InclusionProof:
+            position = log.position(entry_hash)
+            if position is None:
+                raise ApiError("not_found", "no sealed entry has this hash")
+            tree = size
+            if tree is None:
+                latest = log.checkpoint()
+                tree = latest.size if latest else 0
+            path = log.inclusion(position, tree)
+            return InclusionProof(position, tree, [_b64std(node) for node in path])
+
+        return _json(await self.service.read(prove))
+
+    async def consistency(self, request: web.Request) -> web.Response:
+        old, new = _int(request, "from"), _int(request, "to")
+        assert old is not None and new is not None
+        path = await self.service.read(self.service.log.consistency, old, new)
+        return _json(ConsistencyProof(old, new, [_b64std(node) for node in path]))
 
     async def health(self, request: web.Request) -> web.Response:
         lag = await self.service.read(self.service.metrics.lag)
@@ -353,6 +435,21 @@ def _may_read(plan: Plan, person: str) -> bool:
         m.person.id == person and m.left_at is None and m.role != "external_partner"
         for m in plan.members
     )
+
+
+def _int(request: web.Request, name: str, required: bool = True) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        if required:
+            raise ApiError("malformed", f"{name} is required")
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError("malformed", f"{name} must be a non-negative integer")
+    return int(text)
+
+
+def _b64std(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _uuid(text: str, what: str) -> str:

@@ -33,6 +33,22 @@ _REASONS = {
 
 
 @dataclass(frozen=True)
+class Param:
+    """A query parameter: a UUID, a non-negative integer, or a lowercase hex SHA-256."""
+
+    name: str
+    kind: str = "uuid"  # "uuid", "int" or "sha256"
+    required: bool = False
+
+
+_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "uuid": _UUID_SCHEMA,
+    "int": {"type": "integer", "minimum": 0},
+    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+}
+
+
+@dataclass(frozen=True)
 class Route:
     """One endpoint: the router and `/openapi.json` are both built from this table."""
 
@@ -43,7 +59,7 @@ class Route:
     result: Any  # the msgspec type of a 2xx body, or a media type string
     who: str  # "anyone", "signature", or the token scopes that may call it
     statuses: tuple[int, ...] = ()  # problem statuses this route may answer with
-    query: tuple[tuple[str, bool], ...] = ()  # (name, required) of UUID query parameters
+    query: tuple[Param, ...] = ()  # query parameters
 
 
 class Submission(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,7 +103,8 @@ def _document(routes: tuple[Route, ...]) -> dict[str, Any]:
 def _operation(route: Route, by_type: dict[Any, Any]) -> dict[str, Any]:
     success = 201 if route.method == "POST" else 200
     if isinstance(route.result, str):
-        content = {route.result: {"schema": {"type": "string"} if "text" in route.result else {}}}
+        schema = {"type": "string"} if route.result.startswith("text/") else {}
+        content = {route.result: {"schema": schema}}
     else:
         content = {"application/json": {"schema": by_type[route.result]}}
     responses: dict[str, Any] = {str(success): {"description": "OK", "content": content}}
@@ -108,8 +125,13 @@ def _operation(route: Route, by_type: dict[Any, Any]) -> dict[str, Any]:
         for name in _PARAM.findall(route.path)
     ]
     parameters += [
-        {"name": name, "in": "query", "required": required, "schema": _UUID_SCHEMA}
-        for name, required in route.query
+        {
+            "name": param.name,
+            "in": "query",
+            "required": param.required,
+            "schema": _PARAM_SCHEMAS[param.kind],
+        }
+        for param in route.query
     ]
     if parameters:
         operation["parameters"] = parameters

@@ -24,6 +24,7 @@ from aiohttp.web_response import StreamResponse
 
 from api.app import GRANT, Service, Settings, create_app
 from api.home import Home
+from ledger.log import Log, Sealer
 from projections.database import Database
 from projections.follower import Follower
 
@@ -73,7 +74,10 @@ async def running(
     record = home.open_ledger(store)
     database = Database(record.store)
     follower = Follower(record, database)
-    service = Service(record, database, follower, home.config.ledger_key, settings or Settings())
+    sealer = Sealer(record, home.ledger_key())
+    service = Service(
+        record, database, follower, Log(record), home.config.ledger_key, settings or Settings()
+    )
     runner = web.AppRunner(
         create_app(service),
         keepalive_timeout=service.settings.idle_timeout,
@@ -88,12 +92,16 @@ async def running(
         site = web.TCPSite(runner, host, port)
         await site.start()
         if follow:
+            sealer.start(poll=0.1)
             follower.start(poll=0.1)
         bound = runner.addresses[0]
         yield Running(f"http://{_host(bound[0])}:{bound[1]}", service)
     finally:
         await runner.cleanup()
         follower.stop()
+        sealer.stop()
+        sealer.log.close()
+        service.log.close()
         service.close()
         database.close()
         record.close()
