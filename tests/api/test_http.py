@@ -103,7 +103,7 @@ def test_the_async_client_works_like_the_sync_one(served: Served) -> None:
     title, stream, size = asyncio.run(run())
     assert title == "Async"
     assert uuid.UUID(stream).version == 4
-    assert size == served.record.size()
+    assert 0 < size <= served.record.size()  # the signed tree's size: at most a second behind
 
 
 def test_ledger_info_names_the_ledger_and_its_keys(served: Served) -> None:
