@@ -25,8 +25,8 @@ from api.openapi import Param, Route, document
 from api.problems import ApiError, problems
 from api.tokens import Grant, Scope, authenticate
 from domain.record import DecisionRecord
-from ledger import access
-from ledger.keys import public_key_b64
+from ledger import access, bundle
+from ledger.keys import public_key_b64, public_key_from_b64
 from ledger.ledger import Receipt
 from ledger.log import Log
 from ledger.statement import MAX_SUBMISSION_BYTES
@@ -200,6 +200,15 @@ ROUTES = (
         "trace",
         "How a decision was reached",
         Trace,
+        "member, reviewer",
+        _READ,
+    ),
+    Route(
+        "GET",
+        "/v1/cases/{case}/bundle",
+        "bundle",
+        "Evidence bundle for offline verification (format accord.bundle.v1, see the README)",
+        JSON,
         "member, reviewer",
         _READ,
     ),
@@ -383,6 +392,13 @@ class _Handlers:
         if trace is None:
             raise ApiError("not_found", "this case has no such decision")
         return _json(trace)
+
+    async def bundle(self, request: web.Request) -> web.Response:
+        plan = await self._case(request, "bundle")
+        service = self.service
+        key = public_key_from_b64(service.ledger_key)
+        data = await service.read(bundle.export, service.record, service.log, UUID(plan.case), key)
+        return web.Response(body=data, content_type=JSON)
 
     async def access_log(self, request: web.Request) -> web.Response:
         grant = await self._grant(request)

@@ -8,18 +8,22 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from uuid import UUID
 
 from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress
+from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from api import tokens
 from api.demo import describe, seed
 from api.home import Home, default_home, passphrase
 from api.server import Running, running, serve
 from api.tokens import Scope
+from api.verify import ledger_key_from, verify_file, verify_ledger
 from domain.record import DecisionRecord
-from ledger import access, keys
+from ledger import access, bundle, keys
+from ledger import checkpoint as checkpoints
 from ledger.errors import LedgerError
+from ledger.log import Sealer
 from projections.database import Database
 from projections.follower import Follower
 from projections.views import PROJECTIONS, by_name
@@ -93,6 +97,27 @@ def _parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", help="drop and rebuild one or all projections")
     rebuild.add_argument("name", nargs="?", choices=[p.name for p in PROJECTIONS])
     rebuild.set_defaults(run=_rebuild)
+
+    verify = commands.add_parser(
+        "verify",
+        help="verify the ledger (default: the home's store) or an evidence bundle; exit 1 at the"
+        " first bad entry",
+    )
+    verify.add_argument("--bundle", type=Path, help="an evidence bundle to check offline")
+    verify.add_argument(
+        "--ledger-key",
+        help="the ledger's public key (base64url, or a .pub file); default: the home's",
+    )
+    verify.add_argument(
+        "--trusted", type=Path, help="a checkpoint saved earlier: also prove the log extends it"
+    )
+    verify.add_argument("--workers", type=int, help="processes to use (default: every core)")
+    verify.set_defaults(run=_verify)
+
+    export = commands.add_parser("export", help="write a case's evidence bundle")
+    export.add_argument("case")
+    export.add_argument("--bundle", type=Path, required=True, help="where to write it")
+    export.set_defaults(run=_export)
 
     person = commands.add_parser("person", help="people in the directory").add_subparsers(
         required=True, metavar="ACTION"
@@ -192,6 +217,71 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    if args.bundle is not None:
+        key = _ledger_key(args)
+        bundle = verify_file(args.bundle.read_bytes(), key)
+        print(
+            f"bundle verified: {bundle.entries} entries of {bundle.stream} and"
+            f" {bundle.directory_entries} directory entries, all included in the checkpoint"
+            f" of size {bundle.checkpoint.size} signed by the ledger key"
+            + (f"; {bundle.pending} later entries are not in the bundle" if bundle.pending else "")
+        )
+        return 0
+    home = _home(args)
+    key = _ledger_key(args, home)
+    trusted = None
+    if args.trusted is not None:
+        trusted = checkpoints.parse(args.trusted.read_text(), home.config.origin, key)
+    with _open(args, home) as record, _progress() as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(phase: str, count: int, total: int) -> None:
+            if phase not in tasks:
+                label = "entries: signatures, chains, tree" if phase == "entries" else "rules"
+                tasks[phase] = progress.add_task(label, total=total)
+            progress.advance(tasks[phase], count)
+
+        report = verify_ledger(record, key, trusted, args.workers, advance)
+    store = report.store
+    print(
+        f"verified {store.entries} entries in {store.streams} streams ({report.cases} cases):"
+        f" every signature, chain and position; the tree matches all {store.checkpoints} signed"
+        f" checkpoints (latest: size {store.checkpoint.size}); the rules hold"
+        + (f"; {store.unsealed} entries are not sealed yet" if store.unsealed else "")
+        + (f"; it extends the trusted checkpoint of size {trusted.size}" if trusted else "")
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as record:
+        sealer = Sealer(record, home.ledger_key())
+        if sealer.leadership.try_acquire():  # no server is sealing: bring the log up to date
+            sealer.catch_up()
+            sealer.leadership.release()
+        try:
+            data = bundle.export(record, sealer.log, UUID(args.case), sealer.key.public_key())
+        finally:
+            sealer.log.close()
+    args.bundle.write_bytes(data)
+    print(f"wrote {args.bundle}")
+    return 0
+
+
+def _ledger_key(args: argparse.Namespace, home: Home | None = None) -> keys.Ed25519PublicKey:
+    if args.ledger_key:
+        return ledger_key_from(args.ledger_key)
+    home = home or _home(args)
+    return keys.public_key_from_b64(home.config.ledger_key)
+
+
+def _progress() -> Progress:
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+    return Progress(*columns, console=Console(stderr=True))
+
+
 def _token_issue(args: argparse.Namespace) -> int:
     home = _home(args)
     with _open(args, home) as ledger:
@@ -226,8 +316,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         database = Database(ledger.store)
         chosen = [by_name(args.name)] if args.name else None
         follower = Follower(ledger, database, chosen)
-        columns = (*Progress.get_default_columns(), MofNCompleteColumn())
-        with Progress(*columns, console=Console(stderr=True)) as progress:
+        with _progress() as progress:
             task = progress.add_task("rebuilding", total=ledger.size())
             applied = follower.rebuild(lambda count: progress.advance(task, count))
         database.close()

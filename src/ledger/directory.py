@@ -127,6 +127,10 @@ class Directory(Stream):
 
     def apply(self, entry: Entry) -> None:
         super().apply(entry)
+        self.apply_body(entry)
+
+    def apply_body(self, entry: Entry) -> None:
+        """Fold in what an entry says, without the chain checks (for a partial directory)."""
         statement = entry.statement
         body = parse_body(statement)
         if isinstance(body, PersonRegistered):

@@ -1,0 +1,372 @@
+"""Verification of a whole ledger from its store, trusting nothing but the ledger's public key.
+
+It reads the log once, in position order, in constant memory (plus one head per stream):
+worker processes parse every entry and check its signature against the key valid when it was
+recorded (revocations and `compromised_since` included, from the directory's final state);
+this process checks positions against the notification log, every stream's hash chain, the
+sealed entry hashes, and rebuilds the Merkle tree, whose root must match every signed
+checkpoint at its size. The first failure is named by position, stream and seq.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from ledger import checkpoint as checkpoints
+from ledger import merkle
+from ledger.checkpoint import Checkpoint, CheckpointInvalid
+from ledger.directory import Directory, KeyRecord
+from ledger.entry import GENESIS_PREV, read_entry
+from ledger.errors import IntegrityViolation, LedgerError
+from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64
+from ledger.ledger import Ledger
+from ledger.log import Log
+from ledger.stream import ENTRY_TOPIC
+
+_CHUNK = 500
+_PAGE = 2000
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The first thing that does not hold, and where."""
+
+    position: int | None
+    stream: str
+    seq: int
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"position {self.position}" if self.position is not None else "unsealed entry"
+        return f"{where}, stream {self.stream}, seq {self.seq}: {self.problem}"
+
+
+class VerificationFailed(LedgerError):
+    """The ledger does not verify; `failure` names the first bad entry."""
+
+    code = "verification_failed"
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+@dataclass(frozen=True)
+class Report:
+    """What was verified."""
+
+    entries: int
+    streams: int
+    checkpoint: Checkpoint
+    checkpoints: int
+    unsealed: int
+    stream_ids: tuple[str, ...]
+
+
+# What a worker reports of one entry: stream, seq, prev, recorded_at, problem (or None).
+Summary = tuple[str, int, str, str, str | None]
+
+
+def verify_store(
+    ledger: Ledger,
+    ledger_key: Ed25519PublicKey,
+    trusted: Checkpoint | None = None,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Verify everything the store holds; raises `VerificationFailed` at the first problem."""
+    log = Log(ledger)
+    try:
+        return _Run(ledger, log, ledger_key, trusted, workers or os.cpu_count() or 1, progress)()
+    finally:
+        log.close()
+
+
+def check_entry(data: bytes, directory: Directory, authority: Ed25519PublicKey) -> Summary:
+    """Parse one stored entry and check its signature and key; never raises."""
+    try:
+        entry = read_entry(data)
+        statement = entry.statement
+    except LedgerError as exc:
+        return ("", 0, "", "", f"the entry does not parse: {exc.detail}")
+    summary = (statement.stream, entry.seq, entry.prev, entry.recorded_at)
+    if UUID(statement.stream) == directory.id:
+        if statement.kid != directory.authority_kid:
+            return (*summary, "directory entries are signed with the authority key")
+        public = authority
+        problem = None
+    else:
+        problem = directory.key_problem(statement.kid, statement.by, entry.recorded_at)
+        record = directory.keys.get(statement.kid)
+        if record is None or record.person != statement.by:
+            return (*summary, problem)
+        public = record.public
+    if not entry.signature_valid(public):
+        return (*summary, "the signature does not verify: the entry was altered")
+    return (*summary, problem)
+
+
+class _Run:
+    def __init__(
+        self,
+        ledger: Ledger,
+        log: Log,
+        ledger_key: Ed25519PublicKey,
+        trusted: Checkpoint | None,
+        workers: int,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.ledger, self.log, self.ledger_key = ledger, log, ledger_key
+        self.trusted, self.workers, self.progress = trusted, workers, progress
+
+    def __call__(self) -> Report:
+        latest = self._latest()
+        directory = self._directory()
+        signed = self._checkpoints()
+        expected = next(signed, None)
+        heads: dict[str, tuple[int, str, str]] = {}
+        frontier = merkle.Frontier()
+        checked = unsealed = 0
+        while expected is not None and expected.size == 0:
+            if expected.root != merkle.EMPTY_ROOT:
+                self._fail(0, "log", 0, "the empty tree's checkpoint has a wrong root")
+            expected = next(signed, None)
+        with ProcessPoolExecutor(
+            self.workers, initializer=_init, initargs=_keys(directory, self.ledger.authority_key)
+        ) as pool:
+            for batch, summaries in _ordered(pool, self._batches(), self.workers * 2):
+                for (position, sealed, data), summary in zip(batch, summaries, strict=True):
+                    stream, seq, prev, recorded_at, problem = summary
+                    if problem is not None:
+                        self._fail(position, stream, seq, problem)
+                    self._chain(heads, position, stream, seq, prev, recorded_at, data)
+                    if position is None:
+                        unsealed += 1
+                        continue
+                    if hashlib.sha256(data).hexdigest() != sealed:
+                        self._fail(position, stream, seq, "the entry differs from the one sealed")
+                    frontier.append(merkle.leaf_hash(data))
+                    while expected is not None and expected.size == frontier.size:
+                        if frontier.root() != expected.root:
+                            self._fail(
+                                position,
+                                stream,
+                                seq,
+                                f"the tree of size {expected.size} does not match its signed"
+                                " checkpoint: history was rewritten",
+                            )
+                        expected = next(signed, None)
+                checked += len(batch)
+                if self.progress is not None:
+                    self.progress(len(batch))
+        if frontier.size < latest.size:
+            self._fail(
+                frontier.size,
+                "log",
+                0,
+                f"the signed checkpoint covers {latest.size} entries but the log holds only"
+                f" {frontier.size}: entries were removed",
+            )
+        return Report(
+            checked,
+            len(heads),
+            latest,
+            self._signed_count,
+            unsealed,
+            tuple(heads),
+        )
+
+    def _latest(self) -> Checkpoint:
+        latest = self.log.checkpoint()
+        if latest is None:
+            raise VerificationFailed(Failure(None, "log", 0, "no checkpoint has been signed"))
+        parsed = self._parse(latest)
+        if self.trusted is not None and self.trusted.size > parsed.size:
+            self._fail(
+                parsed.size,
+                "log",
+                0,
+                f"the trusted checkpoint has {self.trusted.size} entries, the ledger only"
+                f" {parsed.size}: the log was truncated",
+            )
+        return parsed
+
+    def _parse(self, stored: Checkpoint) -> Checkpoint:
+        try:
+            parsed = checkpoints.parse(stored.note, self.ledger.origin, self.ledger_key)
+        except CheckpointInvalid as exc:
+            self._fail(stored.size, "log", 0, f"checkpoint of size {stored.size}: {exc.detail}")
+        if (parsed.size, parsed.root) != (stored.size, stored.root):
+            self._fail(stored.size, "log", 0, "a stored checkpoint differs from its signed note")
+        return parsed
+
+    def _checkpoints(self) -> Iterator[Checkpoint]:
+        """Every signed checkpoint by size, and the trusted one, each verified."""
+        self._signed_count = 0
+        after = -1
+        trusted = self.trusted
+        while True:
+            rows = self.log.tables.query(
+                "SELECT size, root, note FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT ?",
+                (after, _PAGE),
+            )
+            for size, root, note in rows:
+                if trusted is not None and trusted.size < int(size):
+                    yield trusted
+                    trusted = None
+                stored = Checkpoint(self.ledger.origin, int(size), bytes(root), note)
+                self._signed_count += 1
+                yield self._parse(stored)
+            if len(rows) < _PAGE:
+                break
+            after = int(rows[-1][0])
+        if trusted is not None:
+            yield trusted
+
+    def _directory(self) -> Directory:
+        try:
+            directory = self.ledger.replay(self.ledger.directory_id)
+        except IntegrityViolation as exc:
+            self._fail(self._position(exc.stream, exc.seq), exc.stream, exc.seq, exc.detail)
+        assert isinstance(directory, Directory)
+        return directory
+
+    def _batches(self) -> Iterator[list[tuple[int | None, str, bytes]]]:
+        """(position or None, sealed hash, entry bytes) in log order, matched to positions."""
+        positions = self._positions()
+        pending = next(positions, None)
+        batch: list[tuple[int | None, str, bytes]] = []
+        after = 0
+        while True:
+            page = self.ledger.recorder.select_notifications(
+                start=after + 1, limit=_PAGE, topics=[ENTRY_TOPIC]
+            )
+            for notification in page:
+                data = bytes(notification.state)
+                if pending is None:
+                    batch.append((None, "", data))
+                else:
+                    position, nid, stream, seq, sealed = pending
+                    if notification.id > nid:
+                        self._fail(position, stream, seq, "the sealed entry is missing")
+                    if notification.id < nid:
+                        self._fail(
+                            position,
+                            str(notification.originator_id),
+                            notification.originator_version,
+                            "an entry the sealer never saw is in the log",
+                        )
+                    batch.append((position, sealed, data))
+                    pending = next(positions, None)
+                if len(batch) >= _CHUNK:
+                    yield batch
+                    batch = []
+            if len(page) < _PAGE:
+                break
+            after = page[-1].id
+        if pending is not None:
+            position, _, stream, seq, _ = pending
+            self._fail(position, stream, seq, "the sealed entry is missing")
+        if batch:
+            yield batch
+
+    def _positions(self) -> Iterator[tuple[int, int, str, int, str]]:
+        after = -1
+        while True:
+            page = self.log.positions(after, _PAGE)
+            for expected, row in enumerate(page, start=after + 1):
+                if row[0] != expected:
+                    self._fail(expected, row[2], row[3], "positions are not dense")
+                yield row
+            if len(page) < _PAGE:
+                return
+            after = page[-1][0]
+
+    def _chain(
+        self,
+        heads: dict[str, tuple[int, str, str]],
+        position: int | None,
+        stream: str,
+        seq: int,
+        prev: str,
+        recorded_at: str,
+        data: bytes,
+    ) -> None:
+        last_seq, last_hash, last_time = heads.get(stream, (0, GENESIS_PREV, ""))
+        if seq != last_seq + 1:
+            self._fail(position, stream, seq, f"expected seq {last_seq + 1} of this stream")
+        if prev != last_hash:
+            self._fail(position, stream, seq, f"prev does not match the hash of seq {last_seq}")
+        if recorded_at < last_time:
+            self._fail(position, stream, seq, "recorded_at goes backwards")
+        heads[stream] = (seq, hashlib.sha256(data).hexdigest(), recorded_at)
+
+    def _position(self, stream: str, seq: int) -> int | None:
+        rows = self.log.tables.query(
+            "SELECT position FROM log_entries WHERE stream = ? AND seq = ?", (stream, seq)
+        )
+        return int(rows[0][0]) if rows else None
+
+    def _fail(self, position: int | None, stream: str, seq: int, problem: str) -> Any:
+        raise VerificationFailed(Failure(position, stream, seq, problem))
+
+
+def _ordered(
+    pool: ProcessPoolExecutor,
+    batches: Iterator[list[tuple[int | None, str, bytes]]],
+    window: int,
+) -> Iterator[tuple[list[tuple[int | None, str, bytes]], list[Summary]]]:
+    """Results in submission order, with at most `window` batches in flight (bounded memory)."""
+    queue: deque[tuple[list[tuple[int | None, str, bytes]], Future[list[Summary]]]] = deque()
+    for batch in batches:
+        queue.append((batch, pool.submit(_check_batch, [data for _, _, data in batch])))
+        if len(queue) >= window:
+            done, future = queue.popleft()
+            yield done, future.result()
+    while queue:
+        done, future = queue.popleft()
+        yield done, future.result()
+
+
+# -- worker processes ---------------------------------------------------------------------------
+
+_WORKER: tuple[Directory, Ed25519PublicKey] | None = None
+
+KeyRow = tuple[str, str, str, str, str | None, str | None]
+
+
+def _keys(directory: Directory, authority: Ed25519PublicKey) -> tuple[Any, ...]:
+    rows: list[KeyRow] = [
+        (r.kid, r.person, public_key_b64(r.public), r.bound_at, r.revoked_at, r.compromised_since)
+        for r in directory.keys.values()
+    ]
+    return (str(directory.id), directory.authority_kid, public_key_b64(authority), rows)
+
+
+def _init(directory_id: str, authority_kid: str | None, authority: str, rows: list[KeyRow]) -> None:
+    global _WORKER
+    directory = Directory(UUID(directory_id))
+    directory.authority_kid = authority_kid
+    for kid, person, public, bound_at, revoked_at, compromised_since in rows:
+        directory.keys[kid] = KeyRecord(
+            kid,
+            person,
+            public_key_from_b64(public),
+            bound_at,
+            revoked_at=revoked_at,
+            compromised_since=compromised_since,
+        )
+    _WORKER = (directory, public_key_from_b64(authority))
+
+
+def _check_batch(datas: list[bytes]) -> list[Summary]:
+    assert _WORKER is not None
+    directory, authority = _WORKER
+    return [check_entry(data, directory, authority) for data in datas]
