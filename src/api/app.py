@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
+from api.events import BATCH, Event, Feed, Visibility, event
 from api.metrics import Metrics
 from api.openapi import Param, Route, document
 from api.problems import ApiError, problems
@@ -28,7 +30,7 @@ from domain.record import DecisionRecord
 from ledger import access, bundle
 from ledger.keys import public_key_b64, public_key_from_b64
 from ledger.ledger import Receipt
-from ledger.log import Log
+from ledger.log import Log, SealedEntry, Sealer
 from ledger.statement import MAX_SUBMISSION_BYTES
 from projections.database import Database
 from projections.documents import AccessRow, AuditRow, Plan, Register, Trace
@@ -38,6 +40,7 @@ from projections.queries import Projections
 T = TypeVar("T")
 JSON = "application/json"
 GRANT = web.RequestKey("grant", Grant)  # the token's grant, once authenticated (for the logs)
+_FEED_TASK = web.AppKey("feed", asyncio.Task[None])
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
@@ -86,6 +89,10 @@ class Settings:
     # this long (aiohttp's keep-alive timer also runs while headers are being received).
     idle_timeout: float = 15.0
     reader_threads: int = 4
+    heartbeat: float = 15.0  # an idle event stream sends a comment this often
+    # A live subscriber that cannot take an event within this long is disconnected (it resumes
+    # by catch-up): a slow reader never holds up others or grows the server's memory.
+    send_timeout: float = 5.0
 
 
 @dataclass
@@ -98,10 +105,12 @@ class Service:
     log: Log
     ledger_key: str
     settings: Settings = field(default_factory=Settings)
+    sealer: Sealer | None = None
     projections: Projections = field(init=False)
     metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
+        self.feed: Feed
         self.projections = Projections(self.database)
         self.metrics = Metrics(self.follower)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="accord-writer")
@@ -214,6 +223,28 @@ ROUTES = (
     ),
     Route(
         "GET",
+        "/v1/events",
+        "events",
+        "Catch-up: sealed entries after position `after` as a CloudEvents batch; the"
+        " Accord-Next-After header says where to continue",
+        BATCH,
+        "service",
+        (400, 401, 403),
+        (Param("after", "position"), Param("limit", "int")),
+    ),
+    Route(
+        "GET",
+        "/v1/events/live",
+        "live",
+        "Server-Sent Events: `id:` = position, `data:` = the CloudEvent; resumes after"
+        " Last-Event-ID (or `after`); a comment every 15 s",
+        "text/event-stream",
+        "service",
+        (400, 401, 403),
+        (Param("after", "position"),),
+    ),
+    Route(
+        "GET",
         "/v1/access",
         "access_log",
         "Recorded reads (who read which case, when, with which token), optionally of one case",
@@ -269,9 +300,25 @@ def create_app(service: Service) -> web.Application:
         app.router.add_route(route.method, route.path, getattr(handlers, route.name))
 
     async def started(app: web.Application) -> None:
-        service.watch_follower(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        service.watch_follower(loop)
+        service.feed = Feed(service.log, service.record.origin)
+        if service.sealer is not None:
+            service.sealer.on_commit(lambda size: loop.call_soon_threadsafe(service.feed.sealed))
+        head = await service.read(service.log.size) - 1
+
+        async def read(after: int) -> list[SealedEntry]:
+            return await service.read(service.log.entries, after, 1000)
+
+        app[_FEED_TASK] = asyncio.create_task(service.feed.run(read, head))
+
+    async def stopped(app: web.Application) -> None:
+        app[_FEED_TASK].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app[_FEED_TASK]
 
     app.on_startup.append(started)
+    app.on_cleanup.append(stopped)
     return app
 
 
@@ -400,6 +447,102 @@ class _Handlers:
         data = await service.read(bundle.export, service.record, service.log, UUID(plan.case), key)
         return web.Response(body=data, content_type=JSON)
 
+    # -- the event stream --------------------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.Response:
+        grant = await self._service_grant(request)
+        after = _after(request)
+        limit = min(_int(request, "limit", required=False) or 1000, _MAX_BATCH)
+        visible, last = await self.service.read(self._batch, grant, after, limit)
+        body = b"[" + b",".join(item.cloudevent for item in visible) + b"]"
+        # Scoped batches may hide events: the next `after` says where this one stopped.
+        return web.Response(body=body, content_type=BATCH, headers={"Accord-Next-After": str(last)})
+
+    def _batch(self, grant: Grant, after: int, limit: int) -> tuple[list[Event], int]:
+        service = self.service
+        upto = self._scoped_upto(grant)
+        sealed = service.log.entries(after, limit, upto)
+        items = [event(service.record.origin, s) for s in sealed]
+        return self._visible(grant, items), (sealed[-1].position if sealed else after)
+
+    def _visible(self, grant: Grant, items: list[Event]) -> list[Event]:
+        if grant.organisation is None:
+            return items
+        visibility = Visibility(
+            grant.organisation, str(self.service.record.directory_id), self.service.projections
+        )
+        return [i for i in items if visibility.allows(i)]
+
+    def _scoped_upto(self, grant: Grant) -> int | None:
+        """How far a scoped subscriber may read: no further than the projections know."""
+        if grant.organisation is None:
+            return None
+        return self.service.log.last_position_upto(self.service.follower.caught_up_to())
+
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        grant = await self._service_grant(request)
+        service = self.service
+        feed = service.feed
+        resume = request.headers.get("Last-Event-ID")
+        if resume is not None and not resume.isdigit():
+            raise ApiError("malformed", "Last-Event-ID must be a position")
+        after = int(resume) if resume is not None else _after(request, default=feed.head)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        beat = loop.time() + service.settings.heartbeat
+        try:
+            while True:
+                items = feed.recent(after)
+                if items is None:  # behind the ring: catch up from the store
+                    items = await service.read(self._read_after, after)
+                if grant.organisation is not None and items:
+                    upto = await service.read(self._scoped_upto, grant)
+                    items = [i for i in items if upto is None or i.position <= upto]
+                if items:
+                    shown = await service.read(self._visible, grant, items)
+                    if shown:
+                        await self._send(
+                            request,
+                            response,
+                            b"".join(
+                                b"id: %d\ndata: %s\n\n" % (i.position, i.cloudevent) for i in shown
+                            ),
+                        )
+                    after = items[-1].position
+                    continue
+                remaining = beat - loop.time()
+                if remaining <= 0:
+                    await self._send(request, response, b": heartbeat\n\n")
+                    beat = loop.time() + service.settings.heartbeat
+                    continue
+                # A scoped subscriber also waits for the projections: look again soon.
+                await feed.wait(min(remaining, 0.1) if grant.organisation else remaining)
+        except (ConnectionResetError, _SlowSubscriber):
+            pass
+        return response
+
+    def _read_after(self, after: int) -> list[Event]:
+        sealed = self.service.log.entries(after, 1000)
+        return [event(self.service.record.origin, s) for s in sealed]
+
+    async def _send(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        try:
+            async with asyncio.timeout(self.service.settings.send_timeout):
+                await response.write(data)
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.close()  # whatever it has not taken is dropped with it
+            raise _SlowSubscriber from None
+
+    async def _service_grant(self, request: web.Request) -> Grant:
+        grant = await self._grant(request)
+        if grant.scope is not Scope.SERVICE:
+            raise ApiError("forbidden", "the event stream is for service tokens")
+        return grant
+
     async def access_log(self, request: web.Request) -> web.Response:
         grant = await self._grant(request)
         if grant.scope is not Scope.ADMIN:
@@ -451,6 +594,24 @@ def _may_read(plan: Plan, person: str) -> bool:
         m.person.id == person and m.left_at is None and m.role != "external_partner"
         for m in plan.members
     )
+
+
+class _SlowSubscriber(Exception):
+    """A live subscriber stopped taking events."""
+
+
+_MAX_BATCH = 10_000
+
+
+def _after(request: web.Request, default: int = -1) -> int:
+    text = request.query.get("after")
+    if text is None:
+        return default
+    if text == "-1":
+        return -1
+    value = _int(request, "after")
+    assert value is not None
+    return value
 
 
 def _int(request: web.Request, name: str, required: bool = True) -> int | None:

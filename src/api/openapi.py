@@ -37,13 +37,14 @@ class Param:
     """A query parameter: a UUID, a non-negative integer, or a lowercase hex SHA-256."""
 
     name: str
-    kind: str = "uuid"  # "uuid", "int" or "sha256"
+    kind: str = "uuid"  # "uuid", "int", "position" (-1 or more) or "sha256"
     required: bool = False
 
 
 _PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "uuid": _UUID_SCHEMA,
     "int": {"type": "integer", "minimum": 0},
+    "position": {"type": "integer", "minimum": -1},
     "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
 }
 

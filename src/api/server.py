@@ -76,7 +76,13 @@ async def running(
     follower = Follower(record, database)
     sealer = Sealer(record, home.ledger_key())
     service = Service(
-        record, database, follower, Log(record), home.config.ledger_key, settings or Settings()
+        record,
+        database,
+        follower,
+        Log(record),
+        home.config.ledger_key,
+        settings or Settings(),
+        sealer,
     )
     runner = web.AppRunner(
         create_app(service),

@@ -15,7 +15,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ledger import checkpoint as checkpoints
@@ -40,6 +41,17 @@ SCHEMA = (
 )
 
 _log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedEntry:
+    """An entry with its place in the global log."""
+
+    position: int
+    stream: str
+    seq: int
+    hash: str
+    data: bytes
 
 
 class ProofUnavailable(LedgerError):
@@ -93,6 +105,33 @@ class Log:
                 (after, limit),
             )
         ]
+
+    def entries(self, after: int, limit: int, upto: int | None = None) -> list[SealedEntry]:
+        """Sealed entries after position `after` (and up to `upto`), with their stored bytes.
+
+        One indexed range read joining positions to the event rows, so catch-up costs no more
+        than reading the log itself.
+        """
+        table = self.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+        key = "notification_id" if self.tables.postgres else "rowid"
+        bound = "" if upto is None else " AND l.position <= ?"
+        params: tuple[int, ...] = (after,) if upto is None else (after, upto)
+        rows = self.tables.query(
+            f"SELECT l.position, l.stream, l.seq, l.hash, e.state FROM log_entries l"
+            f" JOIN {table} e ON e.{key} = l.notification_id"
+            f" WHERE l.position > ?{bound} ORDER BY l.position LIMIT ?",
+            (*params, limit),
+        )
+        return [SealedEntry(int(p), s, int(q), h, bytes(d)) for p, s, q, h, d in rows]
+
+    def last_position_upto(self, notification_id: int) -> int:
+        """The last position whose entry is at or before this notification (-1 if none)."""
+        rows = self.tables.query(
+            "SELECT position FROM log_entries WHERE notification_id <= ?"
+            " ORDER BY notification_id DESC LIMIT 1",
+            (notification_id,),
+        )
+        return int(rows[0][0]) if rows else -1
 
     def leaf(self, position: int) -> bytes | None:
         """The stored leaf hash at a position."""
@@ -156,7 +195,12 @@ class Sealer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[int], object]] = []
         ledger.on_append(self._wake.set)
+
+    def on_commit(self, callback: Callable[[int], object]) -> None:
+        """Call `callback(size)` after each sealed batch commits (in the sealer's thread)."""
+        self._listeners.append(callback)
 
     def run_once(self) -> int:
         """Seal the next batch of entries; returns how many it sealed."""
@@ -197,6 +241,8 @@ class Sealer:
             self._frontier = None  # reload from what was committed
             raise
         self._last_notification = notifications[-1].id
+        for callback in self._listeners:
+            callback(frontier.size)
         return len(notifications)
 
     def catch_up(self) -> int:
