@@ -456,7 +456,8 @@ class _Handlers:
         visible, last = await self.service.read(self._batch, grant, after, limit)
         body = b"[" + b",".join(item.cloudevent for item in visible) + b"]"
         # Scoped batches may hide events: the next `after` says where this one stopped.
-        return web.Response(body=body, content_type=BATCH, headers={"Accord-Next-After": str(last)})
+        headers = {"Accord-Next-After": str(last), "Accord-Scoped": _scoped(grant)}
+        return web.Response(body=body, content_type=BATCH, headers=headers)
 
     def _batch(self, grant: Grant, after: int, limit: int) -> tuple[list[Event], int]:
         service = self.service
@@ -488,7 +489,11 @@ class _Handlers:
             raise ApiError("malformed", "Last-Event-ID must be a position")
         after = int(resume) if resume is not None else _after(request, default=feed.head)
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "Accord-Scoped": _scoped(grant),
+            }
         )
         await response.prepare(request)
         loop = asyncio.get_running_loop()
@@ -594,6 +599,11 @@ def _may_read(plan: Plan, person: str) -> bool:
         m.person.id == person and m.left_at is None and m.role != "external_partner"
         for m in plan.members
     )
+
+
+def _scoped(grant: Grant) -> str:
+    """Whether the stream is limited by consent (the subscriber then sees only some events)."""
+    return "true" if grant.organisation is not None else "false"
 
 
 class _SlowSubscriber(Exception):

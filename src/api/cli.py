@@ -10,13 +10,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from uuid import UUID
 
+import orjson
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from api import tokens
+from api.client import AccordError, AsyncClient
 from api.demo import describe, seed
 from api.home import Home, default_home, passphrase
 from api.server import Running, running, serve
+from api.subscriber import Untrusted
 from api.tokens import Scope
 from api.verify import ledger_key_from, verify_file, verify_ledger
 from domain.record import DecisionRecord
@@ -113,6 +116,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--workers", type=int, help="processes to use (default: every core)")
     verify.set_defaults(run=_verify)
+
+    subscribe = commands.add_parser(
+        "subscribe", help="follow the event stream, verifying each event; one JSON line each"
+    )
+    subscribe.add_argument("--url", required=True, help="the Accord server, http://host:port")
+    subscribe.add_argument(
+        "--token", default=os.environ.get("ACCORD_TOKEN"), help="a service token ($ACCORD_TOKEN)"
+    )
+    subscribe.add_argument("--after", type=int, default=-1, help="start after this position")
+    subscribe.add_argument(
+        "--position-file", type=Path, help="keep the position here, and resume from it"
+    )
+    subscribe.set_defaults(run=_subscribe)
 
     export = commands.add_parser("export", help="write a case's evidence bundle")
     export.add_argument("case")
@@ -251,6 +267,26 @@ def _verify(args: argparse.Namespace) -> int:
         + (f"; {store.unsealed} entries are not sealed yet" if store.unsealed else "")
         + (f"; it extends the trusted checkpoint of size {trusted.size}" if trusted else "")
     )
+    return 0
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    async def main() -> None:
+        async with AsyncClient(args.url, args.token) as client:
+            async for received in client.subscribe(args.after, args.position_file):
+                sys.stdout.write(orjson.dumps(received.cloudevent).decode() + "\n")
+                sys.stdout.flush()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    except AccordError as exc:
+        print(f"accord: {exc.code}: {exc.detail}", file=sys.stderr)
+        return 1
+    except Untrusted as exc:
+        print(f"accord: untrusted: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

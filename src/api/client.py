@@ -13,6 +13,7 @@ problem's stable `code`, so callers branch on codes, never on message text::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -21,48 +22,37 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from api.app import Health, LedgerInfo
+from api.app import ConsistencyProof, Health, InclusionProof, LedgerInfo
+from api.errors import (
+    AccordError,
+    Forbidden,
+    NotFound,
+    Rejected,
+    Unauthorized,
+    Unavailable,
+    error_from,
+)
+from api.subscriber import Received, Verifier, follow, saved_position
 from ledger import keys
 from ledger.author import Author
-from ledger.keys import Ed25519PrivateKey
+from ledger.keys import Ed25519PrivateKey, public_key_from_b64
 from ledger.ledger import Receipt
 from projections.documents import AccessRow, AuditRow, Plan, Register, Trace
 
 T = TypeVar("T")
-
-
-class AccordError(Exception):
-    """A problem answered by the server; `code` is stable and machine-readable."""
-
-    def __init__(self, status: int, code: str, detail: str, rule: str | None = None) -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.rule = rule
-
-
-class Unauthorized(AccordError):
-    """401: the token is missing, unknown or revoked."""
-
-
-class Forbidden(AccordError):
-    """403: the token is valid but does not allow this."""
-
-
-class NotFound(AccordError):
-    """404: no such case, decision or route."""
-
-
-class Rejected(AccordError):
-    """A statement or request the ledger refused (400, 409, 413, 415, 422): nothing was stored."""
-
-
-class Unavailable(AccordError):
-    """5xx: the server could not answer now; the request may be retried."""
-
-
-_BY_STATUS: dict[int, type[AccordError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound}
+__all__ = [
+    "AccordError",
+    "AsyncClient",
+    "Client",
+    "Forbidden",
+    "Identity",
+    "NotFound",
+    "Received",
+    "Rejected",
+    "Submitted",
+    "Unauthorized",
+    "Unavailable",
+]
 
 
 class Identity:
@@ -171,6 +161,41 @@ class AsyncClient:
         path = "/v1/access" + (f"?case={case}" if case else "")
         return await self._get(path, list[AccessRow])
 
+    async def checkpoint(self) -> str:
+        """The latest signed checkpoint, as its note text."""
+        _, body = await self._request("GET", "/v1/checkpoint")
+        return body.decode()
+
+    async def inclusion(self, entry_hash: str, size: int | None = None) -> InclusionProof:
+        query = f"?hash={entry_hash}" + (f"&size={size}" if size is not None else "")
+        return await self._get(f"/v1/proof/inclusion{query}", InclusionProof)
+
+    async def consistency(self, old: int, new: int) -> ConsistencyProof:
+        return await self._get(f"/v1/proof/consistency?from={old}&to={new}", ConsistencyProof)
+
+    async def bundle(self, case: str) -> bytes:
+        """A case's evidence bundle (verify it with `accord verify --bundle`)."""
+        _, body = await self._request("GET", f"/v1/cases/{case}/bundle")
+        return body
+
+    async def events(self, after: int = -1, limit: int = 1000) -> list[dict[str, Any]]:
+        """One catch-up batch of CloudEvents (unverified; `subscribe` verifies)."""
+        return await self._get(f"/v1/events?after={after}&limit={limit}", list[dict[str, Any]])
+
+    async def subscribe(
+        self, after: int = -1, position_file: Path | None = None
+    ) -> AsyncIterator[Received]:
+        """Every event after `after` (or after the position saved in `position_file`), verified,
+        for ever: catch-up, then live, reconnecting with back-off. Raises `Untrusted` at the
+        first event that does not verify. The authority key is taken from `/v1/ledger`."""
+        info = await self.ledger()
+        start = saved_position(position_file, after)
+        verifier = Verifier(public_key_from_b64(info.authority_key), info.directory, start)
+        async for received in follow(
+            self._open(), self.url, self._headers, verifier, position_file
+        ):
+            yield received
+
     async def health(self) -> Health:
         return await self._get("/healthz", Health)
 
@@ -183,6 +208,11 @@ class AsyncClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
     async def _get(self, path: str, kind: type[T]) -> T:
         _, body = await self._request("GET", path)
         return msgspec.json.decode(body, type=kind)
@@ -190,29 +220,15 @@ class AsyncClient:
     async def _request(
         self, method: str, path: str, data: bytes | None = None, content_type: str | None = None
     ) -> tuple[int, bytes]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        session = self._open()
         headers = dict(self._headers)
         if content_type is not None:
             headers["Content-Type"] = content_type
-        async with self._session.request(
-            method, self.url + path, data=data, headers=headers
-        ) as response:
+        async with session.request(method, self.url + path, data=data, headers=headers) as response:
             body = await response.read()
             if response.status >= 400:
-                raise _error(response.status, body)
+                raise error_from(response.status, body)
             return response.status, body
-
-
-def _error(status: int, body: bytes) -> AccordError:
-    try:
-        problem = msgspec.json.decode(body)
-        code, detail, rule = problem["code"], problem.get("detail", ""), problem.get("rule")
-    except (msgspec.DecodeError, TypeError, KeyError):
-        code, detail, rule = "http_error", f"HTTP {status}", None
-    if status >= 500:
-        return Unavailable(status, code, detail, rule)
-    return _BY_STATUS.get(status, Rejected)(status, code, detail, rule)
 
 
 class Client:
