@@ -10,7 +10,6 @@ signature is Ed25519 over the body (the first three lines).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from dataclasses import dataclass
 
@@ -55,6 +54,9 @@ def key_hash(origin: str, public: Ed25519PublicKey) -> bytes:
 
 def sign(origin: str, size: int, root: bytes, key: Ed25519PrivateKey) -> Checkpoint:
     """Sign a checkpoint of the tree with the ledger key."""
+    # As Go's note package: a key name is non-empty, without white space or "+".
+    if not origin or "+" in origin or any(c.isspace() for c in origin):
+        raise CheckpointInvalid(f"{origin!r} cannot name a signed-note key")
     text = body(origin, size, root)
     signature = key_hash(origin, key.public_key()) + key.sign(text.encode())
     note = f"{text}\n{_DASH} {origin} {base64.b64encode(signature).decode()}\n"
@@ -72,23 +74,28 @@ def parse(note: str, origin: str, public: Ed25519PublicKey) -> Checkpoint:
     name, size_text, root_text = lines[:3]
     if name != origin:
         raise CheckpointInvalid(f"the checkpoint is of {name!r}, not {origin!r}")
-    if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+    if not (size_text.isascii() and size_text.isdigit()) or (
+        size_text != "0" and size_text.startswith("0")
+    ):
         raise CheckpointInvalid(f"tree size {size_text!r} is not a decimal number")
     try:
         root = base64.b64decode(root_text, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII character
         raise CheckpointInvalid("the root hash is not standard base64") from None
     if len(root) != 32:
         raise CheckpointInvalid("the root hash is not 32 bytes")
+    if any(not line or any(c < " " or c == "\x7f" for c in line) for line in lines[3:]):
+        raise CheckpointInvalid("an extension line is empty or holds control characters")
     expected = key_hash(origin, public)
     signed = (text + "\n").encode()
+    verified = False
     for line in signatures[:-1].split("\n"):
         parts = line.split(" ")
         if len(parts) != 3 or parts[0] != _DASH:
             raise CheckpointInvalid(f"not a signature line: {line!r}")
         try:
             blob = base64.b64decode(parts[2], validate=True)
-        except binascii.Error:
+        except ValueError:
             raise CheckpointInvalid("a signature is not standard base64") from None
         if parts[1] != origin or blob[:4] != expected:
             continue  # another key's cosignature: not ours to check
@@ -96,5 +103,7 @@ def parse(note: str, origin: str, public: Ed25519PublicKey) -> Checkpoint:
             public.verify(blob[4:], signed)
         except InvalidSignature:
             raise CheckpointInvalid("the ledger key's signature does not verify") from None
-        return Checkpoint(origin, int(size_text), root, note)
-    raise CheckpointInvalid("the checkpoint carries no signature by the ledger key")
+        verified = True
+    if not verified:
+        raise CheckpointInvalid("the checkpoint carries no signature by the ledger key")
+    return Checkpoint(origin, int(size_text), root, note)
