@@ -71,6 +71,24 @@ class ConsistencyProof(msgspec.Struct, rename={"from_": "from"}):
     path: list[str]
 
 
+class KeyView(msgspec.Struct, omit_defaults=True):
+    kid: str
+    bound_at: str
+    revoked_at: str | None = None
+    compromised_since: str | None = None
+    reason: str | None = None
+
+
+class PersonView(msgspec.Struct, omit_defaults=True):
+    id: str
+    name: str
+    kind: str
+    keys: list[KeyView]
+    profession: str | None = None
+    organisation: str | None = None
+    reviewer: bool = False
+
+
 class Health(msgspec.Struct):
     """Liveness, and how far the projections are behind the log."""
 
@@ -242,6 +260,15 @@ ROUTES = (
         "service",
         (400, 401, 403),
         (Param("after", "position"),),
+    ),
+    Route(
+        "GET",
+        "/v1/directory",
+        "directory",
+        "Everyone in the directory with their keys and each key's validity window",
+        list[PersonView],
+        "admin",
+        (401, 403),
     ),
     Route(
         "GET",
@@ -548,10 +575,40 @@ class _Handlers:
             raise ApiError("forbidden", "the event stream is for service tokens")
         return grant
 
-    async def access_log(self, request: web.Request) -> web.Response:
+    async def directory(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        directory = await self.service.read(self.service.record.directory)
+        people = [
+            PersonView(
+                id=person.id,
+                name=person.name,
+                kind=person.kind,
+                keys=[
+                    KeyView(
+                        kid=record.kid,
+                        bound_at=record.bound_at,
+                        revoked_at=record.revoked_at,
+                        compromised_since=record.compromised_since,
+                        reason=record.reason,
+                    )
+                    for record in (directory.keys[k] for k in person.keys)
+                ],
+                profession=person.profession,
+                organisation=person.organisation,
+                reviewer=person.reviewer,
+            )
+            for person in directory.persons.values()
+        ]
+        return _json(people)
+
+    async def _admin(self, request: web.Request) -> Grant:
         grant = await self._grant(request)
         if grant.scope is not Scope.ADMIN:
-            raise ApiError("forbidden", "the access log is for admin tokens")
+            raise ApiError("forbidden", "this is for admin tokens")
+        return grant
+
+    async def access_log(self, request: web.Request) -> web.Response:
+        await self._admin(request)
         case = request.query.get("case")
         if case is not None and not _UUID.match(case):
             raise ApiError("malformed", "case must be a lowercase hyphenated UUID")

@@ -26,7 +26,7 @@ from domain.record import DecisionRecord
 from ledger import access, bundle, keys
 from ledger import checkpoint as checkpoints
 from ledger.errors import LedgerError
-from ledger.log import Sealer
+from ledger.log import Log, Sealer
 from projections.database import Database
 from projections.follower import Follower
 from projections.views import PROJECTIONS, by_name
@@ -197,7 +197,14 @@ def _status(args: argparse.Namespace) -> int:
         print(f"ledger key     {home.config.ledger_key}")
         print(f"directory      {ledger.directory_id}")
         print(f"people         {len(directory.persons)}")
-        print(f"entries        {ledger.size()}")
+        log = Log(ledger)
+        try:
+            checkpoint = log.checkpoint()
+            print(f"entries        {ledger.size()}")
+            print(f"sealed         {log.size()}")
+            print(f"checkpoint     {checkpoint.size if checkpoint else 'none yet'}")
+        finally:
+            log.close()
     return 0
 
 
