@@ -309,10 +309,16 @@ class Sealer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop following; a leader first seals what is left and signs it."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        if self.leadership.held:
+            try:
+                self.catch_up()
+            except Exception:
+                _log.exception("could not seal the last entries before stopping")
         self.leadership.release()
 
     def _run(self, poll: float) -> None:
