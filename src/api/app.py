@@ -460,6 +460,7 @@ class _Handlers:
         return _json(register)
 
     async def trace(self, request: web.Request) -> web.Response:
+        await self._grant(request)  # a token first, before any id is looked at
         decision = _uuid(request.match_info["decision"], "decision")
         plan = await self._case(request, f"trace {decision}")
         trace = await self.service.read(self.service.projections.trace, plan.case, decision)
@@ -615,6 +616,10 @@ class _Handlers:
         return _json(await self.service.read(self.service.projections.access, case))
 
     async def _grant(self, request: web.Request) -> Grant:
+        """The request's token grant (checked once per request), or 401."""
+        known: Grant | None = request.get(GRANT)
+        if known is not None:
+            return known
         service = self.service
         grant = await service.read(
             authenticate, service.record, request.headers.get("Authorization")

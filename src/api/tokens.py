@@ -75,9 +75,10 @@ def revoke(ledger: Ledger, token_id: str) -> None:
 
 def authenticate(ledger: Ledger, header: str | None) -> Grant | None:
     """The grant of an `Authorization: Bearer` header, or None if it is missing or not valid."""
-    if header is None or not header.startswith("Bearer "):
+    scheme, _, credentials = (header or "").partition(" ")
+    if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110 §11.1)
         return None
-    parts = header[len("Bearer ") :].strip().removeprefix(PREFIX).split("_", 1)
+    parts = credentials.strip().removeprefix(PREFIX).split("_", 1)
     if len(parts) != 2:
         return None
     token_hex, secret = parts

@@ -114,4 +114,4 @@ def _replay(case: UUID) -> tuple[int, tuple[int, str] | None]:
     try:
         return replay_case(case, entries, _DIRECTORY), None
     except IntegrityViolation as exc:
-        return exc.seq, (exc.seq, exc.detail)
+        return exc.seq, (exc.seq, exc.problem)

@@ -11,7 +11,7 @@ from domain import bodies as b
 from domain.case import Agreement, Case, Decision, Member
 from domain.errors import NotAMember, RoleNotPermitted, RuleViolated, StaleReference
 from ledger.clock import normalise
-from ledger.directory import Directory
+from ledger.directory import Directory, Person
 from ledger.statement import Statement
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -67,6 +67,10 @@ class _Check:
         known = self.directory.persons.get(person)
         return known.name if known is not None else "an unknown person"
 
+    def reads_only(self, person: Person) -> bool:
+        """Reviewers (once appointed) and services read cases; they never write to them."""
+        return person.reviewer_at(self.recorded_at) or person.kind == "service"
+
     @property
     def child(self) -> str:
         return self.name(self.case.child)
@@ -87,7 +91,9 @@ class _Check:
         if self.case.version:
             raise RuleViolated("R5", "This case is already open; a case is opened only once.")
         author = self.directory.persons.get(by)
-        if author is not None and (author.reviewer or author.kind == "service"):
+        if author is not None and (
+            author.reviewer_at(self.recorded_at) or author.kind == "service"
+        ):
             raise NotAMember(f"{author.name} reads cases as a reviewer or service; they open none.")
         if author is None or author.kind != "professional":
             raise RoleNotPermitted("R3", "Only a clinician can open a case.")
@@ -106,7 +112,9 @@ class _Check:
         if not self.case.version:
             raise NotAMember("This case has not been opened; its first statement is case.opened.")
         person = self.directory.persons.get(by)
-        if person is not None and (person.reviewer or person.kind == "service"):
+        if person is not None and (
+            person.reviewer_at(self.recorded_at) or person.kind == "service"
+        ):
             raise NotAMember(
                 f"{self.name(by)} reads cases as a reviewer or service and cannot write to them."
             )
@@ -186,7 +194,7 @@ class _Check:
             raise RuleViolated("R5", "That person is not registered in the directory.")
         if self.case.member(body.person) is not None:
             raise RuleViolated("R5", f"{self.name(body.person)} is already a member of this case.")
-        if person.reviewer or person.kind == "service":
+        if self.reads_only(person):
             raise NotAMember(
                 f"{person.name} reads cases as a reviewer or service, not as a member."
             )

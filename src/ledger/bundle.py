@@ -13,8 +13,10 @@ Format `accord.bundle.v1` (one JSON document)::
 `entries` is the stream from seq 1, complete up to the checkpoint. `directory` holds the
 directory's two opening entries (the authority and its key) and every entry that registers,
 binds, revokes or appoints a person or key the stream's entries use or name: other people in
-the directory are not disclosed. (So a bundle proves each key was bound and shows every
-revocation of it the ledger had sealed; that no revocation was left out rests on the exporter.)
+the directory are not disclosed. A bundle proves that what it holds is genuine, in the signed
+log, and the case from its first entry without a gap; it cannot prove that nothing *after* its
+last entry, or no revocation of a key, was left out: that rests on the exporter (a full
+`accord verify` of the store, or the event stream, has no such limit).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import orjson
 
 from ledger import checkpoint as checkpoints
 from ledger import merkle
-from ledger.canonical import canonical, loads
+from ledger.canonical import canonical, loads, loads_strict
 from ledger.checkpoint import Checkpoint, CheckpointInvalid
 from ledger.directory import Directory
 from ledger.entry import GENESIS_PREV, Entry, read_entry
@@ -156,7 +158,8 @@ def verify_bundle(
         except LedgerError as exc:
             bad = int(getattr(exc, "seq", 0))
             where = entries[bad - 1][0] if 0 < bad <= len(entries) else None
-            raise VerificationFailed(Failure(where, str(stream), bad, exc.detail)) from None
+            problem = getattr(exc, "problem", exc.detail)
+            raise VerificationFailed(Failure(where, str(stream), bad, problem)) from None
     return BundleReport(str(stream), len(entries), len(directory_entries), signed, bundle.pending)
 
 
@@ -178,7 +181,11 @@ def _strings(value: Any) -> set[str]:
 def _proved(item: BundleEntry, signed: Checkpoint) -> tuple[int, Entry]:
     """The entry, once its inclusion in the signed tree is proved."""
     try:
-        data = canonical(loads(bytes(item.entry)))
+        data = bytes(item.entry)
+        # The entry must be exactly its canonical bytes: a parser that keeps the first of two
+        # duplicate keys would otherwise read something other than what was signed and proved.
+        if canonical(loads_strict(data)) != data:
+            raise Malformed("the entry is not in its canonical form")
         entry = read_entry(data)
         path = [base64.b64decode(node, validate=True) for node in item.proof]
     except (LedgerError, ValueError) as exc:

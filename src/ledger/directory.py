@@ -113,6 +113,11 @@ class Person:
     born: str | None
     keys: list[str] = field(default_factory=list)
     reviewer: bool = False
+    reviewer_since: str | None = None  # when the appointment was recorded
+
+    def reviewer_at(self, recorded_at: str) -> bool:
+        """Whether they were an appointed reviewer at that time (a replay asks of the past)."""
+        return self.reviewer_since is not None and self.reviewer_since <= recorded_at
 
 
 class Directory(Stream):
@@ -158,7 +163,9 @@ class Directory(Stream):
             if body.compromised_since is not None:
                 record.compromised_since = normalise(body.compromised_since)
         elif isinstance(body, ReviewerAppointed):
-            self.persons[body.person].reviewer = True
+            appointed = self.persons[body.person]
+            appointed.reviewer = True
+            appointed.reviewer_since = appointed.reviewer_since or entry.recorded_at
 
     def resolve(self, statement: Statement) -> KeyRecord:
         """The key record for the statement's `kid`, which must be bound to its author."""

@@ -76,3 +76,4 @@ class IntegrityViolation(LedgerError):
         super().__init__(f"stream {stream} seq {seq}: {detail}")
         self.stream = stream
         self.seq = seq
+        self.problem = detail  # what is wrong, without the where

@@ -44,6 +44,10 @@ class Failure:
     problem: str
 
     def __str__(self) -> str:
+        # The log, its checkpoints or a bundle's directory as a whole, not one entry:
+        if self.stream in ("log", "checkpoint", "directory"):
+            at = f" at position {self.position}" if self.position is not None else ""
+            return f"{self.stream}{at}: {self.problem}"
         where = f"position {self.position}" if self.position is not None else "unsealed entry"
         return f"{where}, stream {self.stream}, seq {self.seq}: {self.problem}"
 
@@ -234,7 +238,7 @@ class _Run:
         try:
             directory = self.ledger.replay(self.ledger.directory_id)
         except IntegrityViolation as exc:
-            self._fail(self._position(exc.stream, exc.seq), exc.stream, exc.seq, exc.detail)
+            self._fail(self._position(exc.stream, exc.seq), exc.stream, exc.seq, exc.problem)
         assert isinstance(directory, Directory)
         return directory
 
