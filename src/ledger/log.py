@@ -32,7 +32,7 @@ from ledger.tables import Cursor, Tables
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS log_entries (position BIGINT PRIMARY KEY,"
     " notification_id BIGINT NOT NULL UNIQUE, stream TEXT NOT NULL, seq BIGINT NOT NULL,"
-    " hash TEXT NOT NULL)",
+    " hash {blob} NOT NULL)",
     "CREATE INDEX IF NOT EXISTS log_entries_hash ON log_entries (hash)",
     "CREATE TABLE IF NOT EXISTS log_nodes (level INTEGER NOT NULL, idx BIGINT NOT NULL,"
     " hash {blob} NOT NULL, PRIMARY KEY (level, idx))",
@@ -92,13 +92,17 @@ class Log:
 
     def position(self, entry_hash: str) -> int | None:
         """The position of the entry with this hash (lowercase hex), if sealed."""
-        rows = self.tables.query("SELECT position FROM log_entries WHERE hash = ?", (entry_hash,))
+        try:
+            digest = bytes.fromhex(entry_hash)
+        except ValueError:
+            return None
+        rows = self.tables.query("SELECT position FROM log_entries WHERE hash = ?", (digest,))
         return int(rows[0][0]) if rows else None
 
     def positions(self, after: int, limit: int) -> list[tuple[int, int, str, int, str]]:
         """(position, notification id, stream, seq, entry hash) after `after`, in order."""
         return [
-            (int(p), int(n), s, int(q), h)
+            (int(p), int(n), s, int(q), bytes(h).hex())
             for p, n, s, q, h in self.tables.query(
                 "SELECT position, notification_id, stream, seq, hash FROM log_entries"
                 " WHERE position > ? ORDER BY position LIMIT ?",
@@ -122,7 +126,23 @@ class Log:
             f" WHERE l.position > ?{bound} ORDER BY l.position LIMIT ?",
             (*params, limit),
         )
-        return [SealedEntry(int(p), s, int(q), h, bytes(d)) for p, s, q, h, d in rows]
+        return [SealedEntry(int(p), s, int(q), bytes(h).hex(), bytes(d)) for p, s, q, h, d in rows]
+
+    def unsealed(self, after: int, limit: int) -> list[tuple[int, str, int, bytes]]:
+        """(notification id, stream, seq, entry bytes) of entries after that notification.
+
+        Read straight from the event table (the sealer's hot path: no event objects).
+        """
+        table = self.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+        key = "notification_id" if self.tables.postgres else "rowid"
+        rows = self.tables.query(
+            f"SELECT {key}, originator_id, originator_version, state FROM {table}"
+            f" WHERE {key} > ? AND topic = ? ORDER BY {key} LIMIT ?",
+            (after, ENTRY_TOPIC, limit),
+        )
+        if self.tables.postgres:
+            return [(int(n), str(o), int(v), bytes(d)) for n, o, v, d in rows]
+        return [(int(n), _dashed(o), int(v), bytes(d)) for n, o, v, d in rows]
 
     def last_position_upto(self, notification_id: int) -> int:
         """The last position whose entry is at or before this notification (-1 if none)."""
@@ -202,53 +222,41 @@ class Sealer:
         """Call `callback(size)` after each sealed batch commits (in the sealer's thread)."""
         self._listeners.append(callback)
 
-    def run_once(self) -> int:
+    def run_once(self, limit: int | None = None) -> int:
         """Seal the next batch of entries; returns how many it sealed."""
         frontier = self._load()
-        notifications = self.ledger.recorder.select_notifications(
-            start=self._last_notification + 1, limit=self.batch_size, topics=[ENTRY_TOPIC]
-        )
-        if not notifications:
+        rows = self.log.unsealed(self._last_notification, limit or self.batch_size)
+        if not rows:
             self.sign_pending()
             return 0
         start = frontier.size
         entries, nodes = [], []
+        append, leaf_hash, sha256 = frontier.append, merkle.leaf_hash, hashlib.sha256
         try:
-            for offset, notification in enumerate(notifications):
-                data = bytes(notification.state)
-                nodes.extend(frontier.append(merkle.leaf_hash(data)))
+            for offset, (notification_id, stream, seq, data) in enumerate(rows):
+                nodes.extend(append(leaf_hash(data)))
                 entries.append(
-                    (
-                        start + offset,
-                        notification.id,
-                        str(notification.originator_id),
-                        notification.originator_version,
-                        hashlib.sha256(data).hexdigest(),
-                    )
+                    (start + offset, notification_id, stream, seq, sha256(data).digest())
                 )
             with self.log.tables.transaction() as cursor:
-                cursor.executemany(
-                    "INSERT INTO log_entries (position, notification_id, stream, seq, hash)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    entries,
+                cursor.copy(
+                    "log_entries", ("position", "notification_id", "stream", "seq", "hash"), entries
                 )
-                cursor.executemany(
-                    "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes
-                )
+                cursor.copy("log_nodes", ("level", "idx", "hash"), nodes)
                 if time.monotonic() - self._last_signed >= self.interval:
                     self._sign(cursor, frontier)
         except BaseException:
             self._frontier = None  # reload from what was committed
             raise
-        self._last_notification = notifications[-1].id
+        self._last_notification = rows[-1][0]
         for callback in self._listeners:
             callback(frontier.size)
-        return len(notifications)
+        return len(rows)
 
     def catch_up(self) -> int:
         """Seal everything there is, then sign a checkpoint of it; returns how many sealed."""
         total = 0
-        while count := self.run_once():
+        while count := self.run_once(limit=max(self.batch_size, 20_000)):
             total += count
         self.sign_pending(force=True)
         return total
@@ -338,6 +346,12 @@ class Sealer:
             failures = 0
             if not sealed:
                 self._wake.wait(min(poll, self.interval))
+
+
+def _dashed(hex_id: str) -> str:
+    """A UUID stored as 32 hex digits, in its usual 8-4-4-4-12 form."""
+    h = hex_id.replace("-", "")
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _querying(cursor: Cursor) -> Any:

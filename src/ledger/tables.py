@@ -18,6 +18,7 @@ class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
     def fetchall(self) -> list[Any]: ...
+    def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None: ...
 
 
 class Tables:
@@ -91,3 +92,16 @@ class _Translating:
 
     def fetchall(self) -> list[Any]:
         return list(self._cursor.fetchall())
+
+    def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert many rows: COPY on PostgreSQL (several times faster than INSERTs)."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if self._tables.postgres:
+            with self._cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" for _ in columns)
+        self._cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
