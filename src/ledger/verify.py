@@ -10,12 +10,12 @@ checkpoint at its size. The first failure is named by position, stream and seq.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Any
 from uuid import UUID
 
@@ -28,7 +28,7 @@ from ledger.errors import IntegrityViolation, LedgerError
 from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64
 from ledger.ledger import Ledger
 from ledger.log import Log
-from ledger.stream import ENTRY_TOPIC
+from ledger.merkle import leaf_hash
 
 _CHUNK = 500
 _PAGE = 2000
@@ -76,6 +76,8 @@ class Report:
 
 # What a worker reports of one entry: stream, seq, prev, recorded_at, problem (or None).
 Summary = tuple[str, int, str, str, str | None]
+Checked = tuple[Summary, str, bytes]  # with the entry hash (hex) and the leaf hash
+Read = tuple[int | None, str, bytes]  # position (None: not sealed), sealed hash, entry bytes
 
 
 def verify_store(
@@ -146,17 +148,19 @@ class _Run:
             self.workers, initializer=_init, initargs=_keys(directory, self.ledger.authority_key)
         ) as pool:
             for batch, summaries in _ordered(pool, self._batches(), self.workers * 2):
-                for (position, sealed, data), summary in zip(batch, summaries, strict=True):
+                for (position, sealed, _), (summary, entry_hash, leaf) in zip(
+                    batch, summaries, strict=True
+                ):
                     stream, seq, prev, recorded_at, problem = summary
                     if problem is not None:
                         self._fail(position, stream, seq, problem)
-                    self._chain(heads, position, stream, seq, prev, recorded_at, data)
+                    self._chain(heads, position, stream, seq, prev, recorded_at, entry_hash)
                     if position is None:
                         unsealed += 1
                         continue
-                    if hashlib.sha256(data).hexdigest() != sealed:
+                    if entry_hash != sealed:
                         self._fail(position, stream, seq, "the entry differs from the one sealed")
-                    frontier.append(merkle.leaf_hash(data))
+                    frontier.append(leaf)
                     while expected is not None and expected.size == frontier.size:
                         if frontier.root() != expected.root:
                             self._fail(
@@ -242,29 +246,26 @@ class _Run:
         assert isinstance(directory, Directory)
         return directory
 
-    def _batches(self) -> Iterator[list[tuple[int | None, str, bytes]]]:
+    def _batches(self) -> Iterator[list[Read]]:
         """(position or None, sealed hash, entry bytes) in log order, matched to positions."""
         positions = self._positions()
         pending = next(positions, None)
-        batch: list[tuple[int | None, str, bytes]] = []
+        batch: list[Read] = []
         after = 0
         while True:
-            page = self.ledger.recorder.select_notifications(
-                start=after + 1, limit=_PAGE, topics=[ENTRY_TOPIC]
-            )
-            for notification in page:
-                data = bytes(notification.state)
+            page = self.log.unsealed(after, _PAGE)
+            for notification_id, row_stream, row_seq, data in page:
                 if pending is None:
                     batch.append((None, "", data))
                 else:
                     position, nid, stream, seq, sealed = pending
-                    if notification.id > nid:
+                    if notification_id > nid:
                         self._fail(position, stream, seq, "the sealed entry is missing")
-                    if notification.id < nid:
+                    if notification_id < nid:
                         self._fail(
                             position,
-                            str(notification.originator_id),
-                            notification.originator_version,
+                            row_stream,
+                            row_seq,
                             "an entry the sealer never saw is in the log",
                         )
                     batch.append((position, sealed, data))
@@ -274,7 +275,7 @@ class _Run:
                     batch = []
             if len(page) < _PAGE:
                 break
-            after = page[-1].id
+            after = page[-1][0]
         if pending is not None:
             position, _, stream, seq, _ = pending
             self._fail(position, stream, seq, "the sealed entry is missing")
@@ -301,7 +302,7 @@ class _Run:
         seq: int,
         prev: str,
         recorded_at: str,
-        data: bytes,
+        entry_hash: str,
     ) -> None:
         last_seq, last_hash, last_time = heads.get(stream, (0, GENESIS_PREV, ""))
         if seq != last_seq + 1:
@@ -310,7 +311,7 @@ class _Run:
             self._fail(position, stream, seq, f"prev does not match the hash of seq {last_seq}")
         if recorded_at < last_time:
             self._fail(position, stream, seq, "recorded_at goes backwards")
-        heads[stream] = (seq, hashlib.sha256(data).hexdigest(), recorded_at)
+        heads[stream] = (seq, entry_hash, recorded_at)
 
     def _position(self, stream: str, seq: int) -> int | None:
         rows = self.log.tables.query(
@@ -324,11 +325,11 @@ class _Run:
 
 def _ordered(
     pool: ProcessPoolExecutor,
-    batches: Iterator[list[tuple[int | None, str, bytes]]],
+    batches: Iterator[list[Read]],
     window: int,
-) -> Iterator[tuple[list[tuple[int | None, str, bytes]], list[Summary]]]:
+) -> Iterator[tuple[list[Read], list[Checked]]]:
     """Results in submission order, with at most `window` batches in flight (bounded memory)."""
-    queue: deque[tuple[list[tuple[int | None, str, bytes]], Future[list[Summary]]]] = deque()
+    queue: deque[tuple[list[Read], Future[list[Checked]]]] = deque()
     for batch in batches:
         queue.append((batch, pool.submit(_check_batch, [data for _, _, data in batch])))
         if len(queue) >= window:
@@ -370,7 +371,11 @@ def _init(directory_id: str, authority_kid: str | None, authority: str, rows: li
     _WORKER = (directory, public_key_from_b64(authority))
 
 
-def _check_batch(datas: list[bytes]) -> list[Summary]:
+def _check_batch(datas: list[bytes]) -> list[Checked]:
+    """Each entry's summary, entry hash and leaf hash (the hashing is spread over the cores)."""
     assert _WORKER is not None
     directory, authority = _WORKER
-    return [check_entry(data, directory, authority) for data in datas]
+    return [
+        (check_entry(data, directory, authority), sha256(data).hexdigest(), leaf_hash(data))
+        for data in datas
+    ]
