@@ -24,6 +24,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.domain
 	$(BIN)/python -m bench.projections
 	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.verify
+	$(BIN)/python -m bench.stream
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
