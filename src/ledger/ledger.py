@@ -97,6 +97,7 @@ class Ledger(Application[UUID]):
         self._append_lock = threading.RLock()
         self._states: LRUCache[UUID, Stream] = LRUCache(maxsize=_CACHED_STREAMS)
         self._listeners: list[Callable[[], object]] = []
+        self._directory_snapshot: Directory | None = None
         super().__init__(env=self.store.env)
 
     def construct_mapper(self) -> EntryMapper:
@@ -243,8 +244,14 @@ class Ledger(Application[UUID]):
     # -- reading -----------------------------------------------------------------------------
 
     def directory(self) -> Directory:
-        """A snapshot of the directory's current state (empty before it is opened)."""
-        return cast(Directory, self.stream(self.directory_id))
+        """The directory's current state (empty before it is opened): a snapshot shared by all
+        callers until the directory changes, so treat it as read-only."""
+        with self._append_lock:
+            state = self._state(self.directory_id, fresh=True)
+            snapshot = self._directory_snapshot
+            if snapshot is None or snapshot.version != state.version:
+                snapshot = self._directory_snapshot = cast(Directory, copy.deepcopy(state))
+            return snapshot
 
     def stream(self, stream_id: UUID) -> Stream:
         """A snapshot of a stream's current state; a stream with no entries has version 0."""
