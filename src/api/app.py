@@ -27,13 +27,14 @@ from api.openapi import Param, Route, document
 from api.problems import ApiError, problems
 from api.tokens import Grant, Scope, authenticate
 from domain.record import DecisionRecord
-from ledger import access, bundle
+from ledger import access as access_records
+from ledger import bundle
 from ledger.keys import public_key_b64, public_key_from_b64
 from ledger.ledger import Receipt
 from ledger.log import Log, SealedEntry, Sealer
 from ledger.statement import MAX_SUBMISSION_BYTES
 from projections.database import Database
-from projections.documents import AccessRow, AuditRow, Plan, Register, Trace
+from projections.documents import AccessRow, AuditRow, MemberView, Plan, Register, Trace
 from projections.follower import Follower
 from projections.queries import Projections
 
@@ -440,21 +441,21 @@ class _Handlers:
     # -- reading cases -----------------------------------------------------------------------
 
     async def plan(self, request: web.Request) -> web.Response:
-        plan = await self._case(request, "plan")
-        return _json(plan)
+        allowed = await self._case(request, "plan")
+        return web.Response(body=allowed.plan, content_type=JSON)
 
     async def audit(self, request: web.Request) -> web.Response:
-        plan = await self._case(request, "audit")
+        allowed = await self._case(request, "audit")
         service = self.service
 
         def rows() -> list[AuditRow]:
-            return service.projections.audit(plan.case, service.record.directory())
+            return service.projections.audit(allowed.case, service.record.directory())
 
         return _json(await service.read(rows))
 
     async def register(self, request: web.Request) -> web.Response:
-        plan = await self._case(request, "register")
-        register = await self.service.read(self.service.projections.register, plan.case)
+        allowed = await self._case(request, "register")
+        register = await self.service.read(self.service.projections.register, allowed.case)
         if register is None:
             raise ApiError("not_found", "this case has no register yet")
         return _json(register)
@@ -462,17 +463,18 @@ class _Handlers:
     async def trace(self, request: web.Request) -> web.Response:
         await self._grant(request)  # a token first, before any id is looked at
         decision = _uuid(request.match_info["decision"], "decision")
-        plan = await self._case(request, f"trace {decision}")
-        trace = await self.service.read(self.service.projections.trace, plan.case, decision)
+        allowed = await self._case(request, f"trace {decision}")
+        trace = await self.service.read(self.service.projections.trace, allowed.case, decision)
         if trace is None:
             raise ApiError("not_found", "this case has no such decision")
         return _json(trace)
 
     async def bundle(self, request: web.Request) -> web.Response:
-        plan = await self._case(request, "bundle")
+        allowed = await self._case(request, "bundle")
         service = self.service
         key = public_key_from_b64(service.ledger_key)
-        data = await service.read(bundle.export, service.record, service.log, UUID(plan.case), key)
+        case = UUID(allowed.case)
+        data = await service.read(bundle.export, service.record, service.log, case, key)
         return web.Response(body=data, content_type=JSON)
 
     # -- the event stream --------------------------------------------------------------------
@@ -629,37 +631,73 @@ class _Handlers:
         request[GRANT] = grant
         return grant
 
-    async def _case(self, request: web.Request, what: str) -> Plan:
-        """The case's plan, once the token may read it (a reviewer's read is recorded first)."""
-        grant = await self._grant(request)
-        case = _uuid(request.match_info["case"], "case")
+    async def _case(self, request: web.Request, what: str) -> _Access:
+        """The case, once the token may read it (a reviewer's read is recorded first).
+
+        Token, case and membership are checked in one trip to a reader thread.
+        """
         service = self.service
-        plan = await service.read(service.projections.plan, case)
+        header = request.headers.get("Authorization")
+        access = await service.read(self._authorise, request, header, request.match_info["case"])
+        grant = access.grant
+        if grant.scope is Scope.REVIEWER:
+            # Recorded before anything is served: no reviewer read goes unaccounted for.
+            await service.write(
+                access_records.record_read,
+                service.record,
+                grant.person,
+                grant.token,
+                access.case,
+                what,
+            )
+        return access
+
+    def _authorise(self, request: web.Request, header: str | None, case_text: str) -> _Access:
+        service = self.service
+        grant: Grant | None = request.get(GRANT) or authenticate(service.record, header)
+        if grant is None:
+            raise ApiError("unauthorized", "a valid bearer token is required")
+        request[GRANT] = grant
+        case = _uuid(case_text, "case")
+        plan = service.projections.plan_document(case)
         if grant.scope is Scope.MEMBER:
             if plan is None or not _may_read(plan, grant.person):
                 # The same answer whether or not the case exists: members learn nothing more.
                 raise ApiError("forbidden", "this token's person is not a member of this case")
-            return plan
+            return _Access(grant, case, plan)
         if grant.scope is not Scope.REVIEWER:
             raise ApiError("forbidden", f"a {grant.scope.value} token does not read cases")
-        directory = await service.read(service.record.directory)
-        person = directory.persons.get(grant.person)
+        person = service.record.directory().persons.get(grant.person)
         if person is None or not person.reviewer:
             raise ApiError("forbidden", "this token's person is no longer a reviewer")
         if plan is None:
             raise ApiError("not_found", "there is no such case")
-        # Recorded before anything is served: no reviewer read goes unaccounted for.
-        await service.write(
-            access.record_read, service.record, grant.person, grant.token, case, what
-        )
-        return plan
+        return _Access(grant, case, plan)
 
 
-def _may_read(plan: Plan, person: str) -> bool:
+@dataclass(frozen=True)
+class _Access:
+    """A case read that has been allowed: who, which case, and its stored plan document."""
+
+    grant: Grant
+    case: str
+    plan: bytes
+
+
+class _Members(msgspec.Struct):
+    """Just the members of a stored plan (decoding the rest would be wasted)."""
+
+    members: list[MemberView]
+
+
+_members = msgspec.json.Decoder(_Members).decode
+
+
+def _may_read(plan: bytes, person: str) -> bool:
     """Active members read their case; external partners see only what sharing allows."""
     return any(
         m.person.id == person and m.left_at is None and m.role != "external_partner"
-        for m in plan.members
+        for m in _members(plan).members
     )
 
 

@@ -22,6 +22,11 @@ class Projections:
     def plan(self, case: str) -> Plan | None:
         return self._one("SELECT doc FROM projection_plans WHERE case_id = ?", (case,), Plan)
 
+    def plan_document(self, case: str) -> bytes | None:
+        """A case's plan as stored: the JSON of `Plan`, ready to serve."""
+        rows = self.database.query("SELECT doc FROM projection_plans WHERE case_id = ?", (case,))
+        return bytes(rows[0][0]) if rows else None
+
     def register(self, case: str) -> Register | None:
         sql = "SELECT doc FROM projection_registers WHERE case_id = ?"
         return self._one(sql, (case,), Register)
