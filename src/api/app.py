@@ -130,6 +130,7 @@ class Service:
 
     def __post_init__(self) -> None:
         self.feed: Feed
+        self.tokens = access_records.TokenBook(self.record)
         self.projections = Projections(self.database)
         self.metrics = Metrics(self.follower)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="accord-writer")
@@ -178,6 +179,7 @@ class Service:
     def close(self) -> None:
         self._writer.shutdown()
         self._readers.shutdown()
+        self.tokens.close()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -624,7 +626,7 @@ class _Handlers:
             return known
         service = self.service
         grant = await service.read(
-            authenticate, service.record, request.headers.get("Authorization")
+            authenticate, service.tokens, request.headers.get("Authorization")
         )
         if grant is None:
             raise ApiError("unauthorized", "a valid bearer token is required")
@@ -654,7 +656,7 @@ class _Handlers:
 
     def _authorise(self, request: web.Request, header: str | None, case_text: str) -> _Access:
         service = self.service
-        grant: Grant | None = request.get(GRANT) or authenticate(service.record, header)
+        grant: Grant | None = request.get(GRANT) or authenticate(service.tokens, header)
         if grant is None:
             raise ApiError("unauthorized", "a valid bearer token is required")
         request[GRANT] = grant

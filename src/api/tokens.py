@@ -73,7 +73,7 @@ def revoke(ledger: Ledger, token_id: str) -> None:
         raise TokenError(f"no unrevoked token {token_id}")
 
 
-def authenticate(ledger: Ledger, header: str | None) -> Grant | None:
+def authenticate(book: access.TokenBook, header: str | None) -> Grant | None:
     """The grant of an `Authorization: Bearer` header, or None if it is missing or not valid."""
     scheme, _, credentials = (header or "").partition(" ")
     if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110 §11.1)
@@ -86,8 +86,8 @@ def authenticate(ledger: Ledger, header: str | None) -> Grant | None:
         token_id = UUID(hex=token_hex)
     except ValueError:
         return None
-    issued, revoked = access.token(ledger, token_id)
-    if issued is None or revoked is not None:
+    issued = book.valid(token_id)
+    if issued is None:
         return None
     if not hmac.compare_digest(issued.digest, _digest(secret)):
         return None
