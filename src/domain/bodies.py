@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ledger.statement import Statement, Text, Uuid
+from ledger.statement import Header, Statement, Text, Uuid, body_decoders
 from ledger.statement import parse_body as statement_body
+from ledger.statement import read_body as header_body
 
 LongText = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=r"\S")]
 OptionalText = Annotated[str, msgspec.Meta(max_length=4000)]
@@ -49,7 +50,9 @@ DataKind = Literal[
 ]
 
 
-class Body(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+# gc=False: bodies hold plain values and never form cycles, and a case keeps one per entry;
+# untracked, they cost the cyclic garbage collector nothing.
+class Body(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """Base of every case statement body."""
 
 
@@ -137,11 +140,15 @@ class CapacityAssessed(Body):
     reasoning: LongText
 
 
-class TreatmentScope(msgspec.Struct, tag="treatment", tag_field="type", forbid_unknown_fields=True):
+class TreatmentScope(
+    msgspec.Struct, tag="treatment", tag_field="type", forbid_unknown_fields=True, gc=False
+):
     proposal_hash: Hash
 
 
-class SharingScope(msgspec.Struct, tag="sharing", tag_field="type", forbid_unknown_fields=True):
+class SharingScope(
+    msgspec.Struct, tag="sharing", tag_field="type", forbid_unknown_fields=True, gc=False
+):
     organisation: Text
     purpose: Text
     data_kinds: Annotated[list[DataKind], msgspec.Meta(min_length=1, max_length=20)]
@@ -258,3 +265,12 @@ BODIES: dict[str, type[Body]] = {
 def parse_body(statement: Statement) -> Any:
     """The statement's body as the Struct of its kind; unknown kinds and fields are malformed."""
     return statement_body(statement, BODIES, "case")
+
+
+def read_body(header: Header) -> Any:
+    """A stored statement's raw body as (a subclass of) the Struct of its kind, for folding:
+    its structure and types are checked, its patterns and lengths not again."""
+    return header_body(header, _DECODERS, "case")
+
+
+_DECODERS = body_decoders(BODIES)

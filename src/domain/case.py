@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from domain import bodies as b
 from ledger.clock import format_recorded, normalise
 from ledger.entry import Entry
+from ledger.errors import Malformed
 from ledger.stream import Stream
 
 LATE_AFTER = timedelta(hours=24)
@@ -45,8 +48,9 @@ class Proposal:
     withdrawn_at: str | None = None
 
 
-@dataclass
-class Opinion:
+# Structs without GC tracking for what a case keeps per entry: plain values, never cycles, and
+# cheaper to make than dataclasses.
+class Opinion(msgspec.Struct, gc=False):
     person: str
     proposal: str
     proposal_hash: str
@@ -141,8 +145,7 @@ class Decision:
         return None
 
 
-@dataclass
-class EntryRef:
+class EntryRef(msgspec.Struct, gc=False):
     """What the case remembers of every entry: who said what kind of thing, and when."""
 
     hash: str
@@ -155,6 +158,7 @@ class EntryRef:
     late: bool
     decision: str | None
     body: Any
+    about: str | None = None  # the entry it is about: a consent withdrawn, an entry corrected
 
 
 @dataclass
@@ -269,25 +273,32 @@ class Case(Stream):
 
     # -- folding entries ---------------------------------------------------------------------
 
+    def validate(self, entry: Entry) -> None:
+        super().validate(entry)
+        b.parse_body(entry.statement)
+
     def apply(self, entry: Entry) -> None:
         super().apply(entry)
-        statement = entry.statement
-        body = b.parse_body(statement)
-        at = normalise(statement.at)
+        header = entry.header
+        body = b.read_body(header)
+        at = header.at
+        if len(at) != 24:
+            at = normalise(at)
+        recorded_at = entry.recorded_at
         self.entries[entry.hash] = EntryRef(
-            hash=entry.hash,
-            seq=entry.seq,
-            kind=statement.kind,
-            by=statement.by,
-            on_behalf_of=statement.on_behalf_of,
-            at=at,
-            recorded_at=entry.recorded_at,
-            late=entry.recorded_at > _shift(at, LATE_AFTER),
-            decision=getattr(body, "decision", None),
-            body=body,
+            entry.hash,
+            entry.seq,
+            header.kind,
+            header.by,
+            header.on_behalf_of,
+            at,
+            recorded_at,
+            # The same day is less than 24 hours apart: no date arithmetic for most entries.
+            at[:10] != recorded_at[:10] and _late(at, recorded_at),
+            getattr(body, "decision", None),
+            body,
         )
-        handler = getattr(self, "_on_" + statement.kind.replace(".", "_"))
-        handler(body, statement.by, entry)
+        getattr(self, _HANDLERS[header.kind])(body, header.by, entry)
 
     def _on_case_opened(self, body: b.CaseOpened, by: str, entry: Entry) -> None:
         self.child, self.lead, self.title = body.child, body.lead, body.title
@@ -307,7 +318,7 @@ class Case(Stream):
         self.members[body.person].left_at = entry.recorded_at
 
     def _on_preferences_stated(self, body: b.PreferencesStated, by: str, entry: Entry) -> None:
-        self.preferences[entry.statement.on_behalf_of or by] = body
+        self.preferences[entry.header.on_behalf_of or by] = body
 
     def _on_decision_opened(self, body: b.DecisionOpened, by: str, entry: Entry) -> None:
         self.decisions[body.decision] = Decision(
@@ -336,7 +347,7 @@ class Case(Stream):
         )
 
     def _on_child_view_recorded(self, body: b.ChildViewRecorded, by: str, entry: Entry) -> None:
-        on_behalf = entry.statement.on_behalf_of is not None
+        on_behalf = entry.header.on_behalf_of is not None
         self.decisions[body.decision].child_views.append(
             ChildView(entry.hash, by, on_behalf, body.view, body.method, entry.recorded_at)
         )
@@ -366,6 +377,7 @@ class Case(Stream):
 
     def _on_consent_withdrawn(self, body: b.ConsentWithdrawn, by: str, entry: Entry) -> None:
         self.consents[body.consent].withdrawn_at = entry.recorded_at
+        self.entries[entry.hash].about = body.consent
 
     def _on_agreement_given(self, body: b.AgreementGiven, by: str, entry: Entry) -> None:
         decision = self.decisions[body.decision]
@@ -392,6 +404,7 @@ class Case(Stream):
         self.reviews.append((body.decision, body.due))
 
     def _on_information_shared(self, body: b.InformationShared, by: str, entry: Entry) -> None:
+        self.entries[entry.hash].about = body.consent
         self.shares.append(
             Share(
                 entry.hash,
@@ -410,6 +423,19 @@ class Case(Stream):
 
     def _on_entry_corrected(self, body: b.EntryCorrected, by: str, entry: Entry) -> None:
         self.corrections.setdefault(body.entry, []).append(entry.hash)
+        self.entries[entry.hash].about = body.entry
+
+
+# Each kind's handler; read_body has already refused kinds that are not in BODIES.
+_HANDLERS = {kind: "_on_" + kind.replace(".", "_") for kind in b.BODIES}
+
+
+def _late(at: str, recorded_at: str) -> bool:
+    """R13: recorded more than 24 hours after `at` (both in recorded_at form)."""
+    try:
+        return recorded_at > _shift(at, LATE_AFTER)
+    except ValueError:
+        raise Malformed(f"timestamp {at!r} is not a real date and time") from None
 
 
 def _shift(stamp: str, delta: timedelta) -> str:

@@ -1,12 +1,26 @@
-"""Entries: an accepted statement with its place in a stream's hash chain (DESIGN §5)."""
+"""Entries: an accepted statement with its place in a stream's hash chain (DESIGN §5).
+
+Two readers. `read_entry` refuses anything but an exact canonical entry; every reader of the
+ledger itself uses it (replay, `check_stream`, verification), and folding then validates each
+statement in full. `follow_entry` is for the projection follower, which reads the whole log and
+would spend more on those checks than on all the rest of its work: it decodes the entry and its
+statement's fields in one typed pass, and leaves out the canonical re-encoding and the pattern
+checks of `prev`, `recorded_at` and the statement's fields. That is safe there: the follower
+still hashes the stored bytes and checks each entry's seq, prev and time against the one
+before, so an entry altered in the store breaks its stream's chain at the next entry as on any
+other read; everything it reads was validated before it was stored; and it never checked
+signatures, which are what the canonical form protects. Verification (`check_stream`, the
+`verify` command) does all of it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import msgspec
 import orjson
 
 from ledger.canonical import canonical, loads
@@ -14,7 +28,7 @@ from ledger.clock import RECORDED_PATTERN
 from ledger.encoding import sha256_hex
 from ledger.errors import Malformed
 from ledger.keys import Ed25519PublicKey, verify
-from ledger.statement import Statement, parse_statement, signing_input
+from ledger.statement import Header, Statement, parse_statement, read_header, signing_input
 
 GENESIS_PREV = "0" * 64
 _HASH = re.compile(r"^[0-9a-f]{64}\Z")
@@ -22,8 +36,7 @@ _RECORDED = re.compile(RECORDED_PATTERN)
 _STATEMENT_KEY = b',"statement":'
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(msgspec.Struct, frozen=True, dict=True):
     """One stored entry: its exact canonical bytes, and the fields read from them."""
 
     data: bytes
@@ -46,6 +59,11 @@ class Entry:
     def statement(self) -> Statement:
         """The statement, decoded and validated from its stored bytes."""
         return parse_statement(self.statement_bytes)
+
+    @cached_property
+    def header(self) -> Header:
+        """The statement's fields and raw body, decoded but not validated: what folding needs."""
+        return read_header(self.statement_bytes)
 
 
 def make_entry(statement_bytes: bytes, sig: str, seq: int, prev: str, recorded_at: str) -> Entry:
@@ -91,6 +109,31 @@ def read_entry(data: bytes) -> Entry:
     # so the first match is the key itself: the statement bytes are a verbatim slice.
     start = data.index(_STATEMENT_KEY) + len(_STATEMENT_KEY)
     return Entry(data, seq, prev, recorded_at, sig, data[start:-1])
+
+
+def follow_entry(data: bytes) -> Entry:
+    """Decode stored entry bytes for the follower: types only, no canonical or format checks."""
+    try:
+        stored = _decode_followed(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise Malformed(f"entry: {exc}") from None
+    start = data.find(_STATEMENT_KEY) + len(_STATEMENT_KEY)
+    entry = Entry(data, stored.seq, stored.prev, stored.recorded_at, stored.sig, data[start:-1])
+    # Filled in as the cached properties would be (the follower needs both for every entry),
+    # without their per-instance lock.
+    entry.__dict__.update(header=stored.statement, hash=hashlib.sha256(data).hexdigest())
+    return entry
+
+
+class _Followed(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    prev: str
+    recorded_at: str
+    seq: int
+    sig: str
+    statement: Header
+
+
+_decode_followed = msgspec.json.Decoder(_Followed).decode
 
 
 def _is_text(*values: Any) -> bool:

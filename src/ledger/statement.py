@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union, cast, get_args, get_origin
 
 import msgspec
 
@@ -15,6 +18,7 @@ from ledger.errors import Malformed, TooLarge
 from ledger.keys import Ed25519PrivateKey, Ed25519PublicKey, verify
 
 T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 MAX_SUBMISSION_BYTES = 64 * 1024
 SIGNING_PREFIX = b"accord.statement.v1\n"
@@ -48,6 +52,24 @@ class Statement(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_de
     def on_behalf_of(self) -> str | None:
         """The person the author speaks for, if any."""
         return None if self.for_ is msgspec.UNSET else self.for_
+
+
+class Header(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
+    """A stored statement's fields, typed but not pattern-checked, its body kept as raw JSON.
+
+    Folding a stream needs only this; `Statement` is the full validation, done on submission
+    and by every reader that checks the ledger itself.
+    """
+
+    ledger: str
+    id: str
+    stream: str
+    kind: str
+    by: str
+    kid: str
+    at: str
+    body: msgspec.Raw
+    on_behalf_of: str | None = msgspec.field(name="for", default=None)
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
@@ -101,6 +123,63 @@ def parse_body(statement: Statement, bodies: Mapping[str, type[T]], stream: str)
         return msgspec.convert(statement.body, body_type)
     except msgspec.ValidationError as exc:
         raise Malformed(f"{statement.kind} body: {exc}") from None
+
+
+def read_header(statement_bytes: bytes) -> Header:
+    """Decode statement bytes as a `Header`, or `Malformed`."""
+    return decode(statement_bytes, Header, "statement")
+
+
+def body_decoders(bodies: Mapping[str, type[S]]) -> dict[str, msgspec.json.Decoder[S]]:
+    """For `read_body`: a JSON decoder for each kind's body type, without its constraints.
+
+    Folding reads bodies that were validated against these types before they were stored:
+    the decoders check structure and types (every field, no unknown ones, literals, dates)
+    but not patterns and lengths again, which would cost more than all the rest of decoding.
+    The instances are of subclasses of the given types.
+    """
+    return {kind: msgspec.json.Decoder(unconstrained(body)) for kind, body in bodies.items()}
+
+
+@functools.cache
+def unconstrained(struct: type[S]) -> type[S]:
+    """A subclass of a msgspec Struct whose fields have the same types with no constraints
+    (patterns, lengths, bounds), in nested Structs too."""
+    fields = [(f.name, _unconstrained(f.type), _default(f)) for f in msgspec.structs.fields(struct)]
+    subclass = msgspec.defstruct(struct.__name__, fields, bases=(struct,), module=struct.__module__)
+    return cast(type[S], subclass)
+
+
+def _default(f: msgspec.structs.FieldInfo) -> Any:
+    if f.default_factory is not msgspec.NODEFAULT:
+        return msgspec.field(default_factory=f.default_factory, name=f.encode_name)
+    if f.default is not msgspec.NODEFAULT:
+        return msgspec.field(default=f.default, name=f.encode_name)
+    return msgspec.field(name=f.encode_name)
+
+
+def _unconstrained(kind: Any) -> Any:
+    if get_origin(kind) is Annotated:
+        return _unconstrained(get_args(kind)[0])
+    if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+        return unconstrained(kind)
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (list, dict, tuple, set, frozenset):
+        return origin[tuple(_unconstrained(arg) for arg in args)]
+    if origin in (Union, types.UnionType):
+        return functools.reduce(operator.or_, [_unconstrained(arg) for arg in args])
+    return kind  # str, int, bool, dates, None, Any, Literal: nothing to take off
+
+
+def read_body(header: Header, decoders: Mapping[str, msgspec.json.Decoder[T]], stream: str) -> T:
+    """The raw body decoded by its kind's decoder (see `body_decoders`), or `Malformed`."""
+    decoder = decoders.get(header.kind)
+    if decoder is None:
+        raise Malformed(f"{header.kind!r} is not a {stream} statement kind")
+    try:
+        return decoder.decode(header.body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise Malformed(f"{header.kind} body: {exc}") from None
 
 
 def signing_input(statement_bytes: bytes) -> bytes:

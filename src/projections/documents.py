@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from domain import bodies as b
-from domain.case import Case, Decision
+from domain.case import Case, Decision, EntryRef
 from ledger.directory import Directory
 
 
-class Doc(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+# gc=False: documents are trees of plain values, never cycles; a rebuild makes millions.
+class Doc(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     """Base of every document."""
 
 
@@ -212,19 +213,46 @@ class AccessRow(Doc):
     at: str
 
 
+# Struct fields keep their order, dict keys are sorted: the same document, the same bytes.
+encode = msgspec.json.Encoder(order="deterministic").encode
+
+
+def encode_row(doc: Any) -> bytearray:
+    """`encode`, as a bytearray: for rows written by the thousand, since Python's sqlite3
+    looks for an adapter for every bytes parameter it binds, but not for a bytearray."""
+    return bytearray(encode(doc))
+
+
 class Builder:
     """Builds documents from a case's state, naming people from the directory."""
 
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
+        # One Person per id, shared by every document built from this directory (per-entry
+        # loops look here first, a call per lookup being what they would spend most on); a
+        # decision's view encoded once per case version, for its case's plan and its trace.
+        self.people: dict[str, Person] = {}
+        self._decisions: dict[tuple[str, str, int], msgspec.Raw] = {}
 
     def person(self, person_id: str | None) -> Person:
-        known = self.directory.persons.get(person_id or "")
-        return Person(person_id or "", known.name if known else "unknown")
+        key = person_id or ""
+        person = self.people.get(key)
+        if person is None:
+            known = self.directory.persons.get(key)
+            person = self.people[key] = Person(key, known.name if known else "unknown")
+        return person
 
     def plan(self, case: Case) -> Plan:
+        return self._plan(case, [self.decision(case, d) for d in case.decisions.values()])
+
+    def plan_json(self, case: Case) -> bytes:
+        """The plan, encoded."""
+        decisions = [self._decision_json(case, d) for d in case.decisions.values()]
+        return encode(self._plan(case, cast(list[DecisionView], decisions)))
+
+    def _plan(self, case: Case, decisions: list[DecisionView]) -> Plan:
         return Plan(
-            case=str(case.id),
+            case=case.key,
             title=case.title,
             child=self.person(case.child),
             lead=self.person(case.lead),
@@ -240,7 +268,7 @@ class Builder:
                 for m in case.members.values()
             ],
             preferences={p: msgspec.to_builtins(s) for p, s in sorted(case.preferences.items())},
-            decisions=[self.decision(case, d) for d in case.decisions.values()],
+            decisions=decisions,
             actions=[
                 ActionView(a.id, a.decision, self.person(a.owner), a.due, a.completed_at)
                 for a in case.actions.values()
@@ -252,11 +280,34 @@ class Builder:
             recorded_at=case.recorded_at,
         )
 
+    def _decision_json(self, case: Case, d: Decision) -> msgspec.Raw:
+        # Raw stands in for the view in the documents: the encoder copies its bytes as they are.
+        key = (case.key, d.id, case.version)
+        raw = self._decisions.get(key)
+        if raw is None:
+            raw = self._decisions[key] = msgspec.Raw(encode(self.decision(case, d)))
+        return raw
+
     def decision(self, case: Case, d: Decision) -> DecisionView:
         body = case.entries
-        latest: dict[tuple[str, str], str] = {}
-        for opinion in d.opinions:
-            latest[(opinion.person, opinion.proposal)] = opinion.hash
+        person, people = self.person, self.people
+        # Each person's latest opinion on each proposal.
+        latest = set({(o.person, o.proposal): o.hash for o in d.opinions}.values())
+        opinions = []
+        for o in d.opinions:
+            said = body[o.hash].body
+            opinions.append(
+                OpinionView(
+                    people.get(o.person) or person(o.person),
+                    o.proposal,
+                    o.stance,
+                    o.hash,
+                    o.recorded_at,
+                    o.hash in latest,
+                    said.reasons,
+                    said.what_matters,
+                )
+            )
         return DecisionView(
             id=d.id,
             question=d.question,
@@ -279,19 +330,7 @@ class Builder:
                 )
                 for p in d.proposals.values()
             ],
-            opinions=[
-                OpinionView(
-                    self.person(o.person),
-                    o.proposal,
-                    o.stance,
-                    o.hash,
-                    o.recorded_at,
-                    latest[(o.person, o.proposal)] == o.hash,
-                    body[o.hash].body.reasons,
-                    body[o.hash].body.what_matters,
-                )
-                for o in d.opinions
-            ],
+            opinions=opinions,
             child_views=[
                 ChildViewView(
                     v.hash,
@@ -352,7 +391,7 @@ class Builder:
         return gaps
 
     def register(self, case: Case) -> Register:
-        return Register(str(case.id), self.consents(case), self.shares(case))
+        return Register(case.key, self.consents(case), self.shares(case))
 
     def consents(self, case: Case, decision: str | None = None) -> list[ConsentView]:
         return [
@@ -389,24 +428,34 @@ class Builder:
         ]
 
     def trace(self, case: Case, d: Decision) -> Trace:
-        steps = [
-            TraceStep(
-                ref.seq,
-                ref.kind,
-                self.person(ref.by),
-                ref.recorded_at,
-                ref.at,
-                ref.hash,
-                ref.late,
-                self.person(ref.on_behalf_of) if ref.on_behalf_of else None,
-                list(case.corrections.get(ref.hash, [])),
-            )
-            for ref in case.entries.values()
-            if ref.decision == d.id or _about(case, ref.body, d)
-        ]
+        return self._trace(case, d, self.decision(case, d))
+
+    def trace_json(self, case: Case, d: Decision) -> bytes:
+        """The decision's trace, encoded."""
+        return encode(self._trace(case, d, cast(DecisionView, self._decision_json(case, d))))
+
+    def _trace(self, case: Case, d: Decision, view: DecisionView) -> Trace:
+        person, people, corrections = self.person, self.people, case.corrections
+        steps = []
+        for ref in case.entries.values():
+            if ref.decision == d.id or _about(case, ref, d):
+                corrected_by = corrections.get(ref.hash)
+                steps.append(
+                    TraceStep(
+                        ref.seq,
+                        ref.kind,
+                        people.get(ref.by) or person(ref.by),
+                        ref.recorded_at,
+                        ref.at,
+                        ref.hash,
+                        ref.late,
+                        person(ref.on_behalf_of) if ref.on_behalf_of else None,
+                        list(corrected_by) if corrected_by else [],
+                    )
+                )
         return Trace(
-            str(case.id),
-            self.decision(case, d),
+            case.key,
+            view,
             steps,
             self.consents(case, d.id),
             self.shares(case),
@@ -425,8 +474,7 @@ def _proposal_of(case: Case, decision: str, scope: b.TreatmentScope) -> bool:
     return case.decisions[decision].proposal_by_hash(scope.proposal_hash) is not None
 
 
-def _about(case: Case, body: Any, d: Decision) -> bool:
+def _about(case: Case, ref: EntryRef, d: Decision) -> bool:
     """Statements about the decision's entries: withdrawals and corrections."""
-    target = getattr(body, "consent", None) or getattr(body, "entry", None)
-    ref = case.entries.get(target) if isinstance(target, str) else None
-    return ref is not None and ref.decision == d.id
+    target = case.entries.get(ref.about) if ref.about is not None else None
+    return target is not None and target.decision == d.id

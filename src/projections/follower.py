@@ -5,34 +5,48 @@ one transaction together with that projection's tracking position, so a crash at
 leaves each projection exactly at a batch boundary: nothing missed, nothing applied twice.
 On SQLite the follower polls, woken at once by appends in the same process; on PostgreSQL it
 polls too, and an advisory lock makes sure only one process follows at a time.
+
+Following live takes small batches through eventsourcing's notification log. Catching up and
+rebuilding read the event table directly, in larger batches, and hand each batch's writes to a
+thread of their own, which writes one batch while the next is folded.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 from uuid import UUID
 
-from eventsourcing.application import LRUCache
+from eventsourcing.persistence import StoredEvent
 
 from ledger.access import READ_TOPIC
 from ledger.directory import Directory
+from ledger.entry import follow_entry
+from ledger.errors import IntegrityViolation, Malformed
 from ledger.ledger import Ledger
 from ledger.store import connect
-from ledger.stream import ENTRY_TOPIC, EntryRecorded, Record, Stream
-from projections.database import Database
+from ledger.stream import ENTRY_TOPIC, Record, Stream
+from ledger.tables import Tables
+from projections.database import Cursor, Database
 from projections.documents import Builder
-from projections.views import PROJECTIONS, Batch, Projection
+from projections.views import PROJECTIONS, Batch, Projection, insert
 
 _log = logging.getLogger(__name__)
 _LOCK_KEY = 0x0ACC0D
 # Memory is bounded by this many case states, whatever the ledger's size; a miss replays.
 _CACHED_CASES = 32
+# Notifications read per query. A rebuild's batches are larger, so that each case's documents
+# are built and written about once; two batches' writes are in memory at a time, at most.
+_PAGE = 1000
+_REBUILD_BATCH = 5_000
 _TOPICS = [ENTRY_TOPIC, READ_TOPIC]
 
 
@@ -50,7 +64,8 @@ class Follower:
         self.database = database
         self.projections = list(projections if projections is not None else PROJECTIONS)
         self.batch_size = batch_size
-        self._states: LRUCache[UUID, Stream] = LRUCache(maxsize=_CACHED_CASES)
+        # Keyed by the stream id's 32 hex digits; least recently used first.
+        self._states: dict[str, Stream] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,7 +75,7 @@ class Follower:
         ledger.on_append(self._wake.set)
 
     def on_commit(self, callback: Callable[[int], object]) -> None:
-        """Call `callback(notification_id)` after each batch commits (in the follower's thread)."""
+        """Call `callback(notification_id)` after each batch commits (in the thread writing it)."""
         self._listeners.append(callback)
 
     # -- progress -----------------------------------------------------------------------------
@@ -90,57 +105,17 @@ class Follower:
 
     def run_once(self) -> int:
         """Apply the next batch of entries; returns how many notifications it read."""
-        tracking = self.tracking()
-        start = min(nid for nid, _ in tracking.values())
-        notifications = self.ledger.recorder.select_notifications(
-            start=start + 1, limit=self.batch_size, topics=_TOPICS
-        )
-        if not notifications:
+        prepared = self._prepare(self.tracking(), self.batch_size, self._notifications, self._read)
+        if prepared is None:
             return 0
-        # Documents name people from the directory; copy it only when it may have changed.
-        directory_id = self.ledger.directory_id
-        if self._directory is None or any(n.originator_id == directory_id for n in notifications):
-            self._directory = self.ledger.directory()
-        builder = Builder(self._directory)
-        batch = {p.name: Batch(builder, tracking[p.name][1]) for p in self.projections}
-        for notification in notifications:
-            if notification.topic != ENTRY_TOPIC:
-                record = cast(Record, self.ledger.mapper.to_domain_event(notification))
-                for projection in self.projections:
-                    if notification.id > tracking[projection.name][0]:
-                        projection.on_record(batch[projection.name], record, notification.id)
-                continue
-            event = cast(EntryRecorded, self.ledger.mapper.to_domain_event(notification))
-            state = self._state_before(event.originator_id, event.entry.seq)
-            state.apply(event.entry)
-            for projection in self.projections:
-                if notification.id > tracking[projection.name][0]:
-                    projection.on_entry(batch[projection.name], state, event.entry)
-        last = notifications[-1].id
         with self.database.transaction() as cursor:
-            for projection in self.projections:
-                if last > tracking[projection.name][0]:
-                    work = batch[projection.name]
-                    projection.flush(cursor, work)
-                    cursor.execute(
-                        "INSERT INTO projection_tracking (name, notification_id, position)"
-                        " VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                        " notification_id = excluded.notification_id,"
-                        " position = excluded.position",
-                        (projection.name, last, work.position),
-                    )
-        for callback in self._listeners:
-            callback(last)
-        return len(notifications)
+            prepared.writes.replay(cursor)
+        self._committed(prepared.last)
+        return prepared.count
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply batches until the log is exhausted; returns how many entries were applied."""
-        total = 0
-        while count := self.run_once():
-            total += count
-            if progress is not None:
-                progress(count)
-        return total
+        return self._catch_up(self.batch_size, progress)
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop these projections' rows and tracking, then apply the whole log again."""
@@ -148,18 +123,161 @@ class Follower:
             for projection in self.projections:
                 projection.drop(cursor)
                 cursor.execute("DELETE FROM projection_tracking WHERE name = ?", (projection.name,))
-        self._states = LRUCache(maxsize=_CACHED_CASES)
-        return self.catch_up(progress)
-
-    def _state_before(self, stream: UUID, seq: int) -> Stream:
+        self._states.clear()
+        # A rebuild makes no reference cycles, and keeps many objects alive at once (the cached
+        # cases): the cyclic collector would walk them over and over, for nothing. It is paused
+        # for the rebuild (an offline job: `accord rebuild`) and collects at the end.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
-            state = self._states.get(stream)
-        except KeyError:
-            state = None
-        if state is None or state.version != seq - 1:
-            state = self.ledger.replay(stream, upto=seq - 1)
-            self._states.put(stream, state)
-        return state
+            return self._catch_up(max(self.batch_size, _REBUILD_BATCH), progress)
+        finally:
+            if collecting:
+                gc.enable()
+            with self.database.transaction() as cursor:
+                for projection in self.projections:
+                    projection.rebuilt(cursor)
+
+    def _catch_up(self, limit: int, progress: Callable[[int], None] | None) -> int:
+        """Batches until the log is exhausted, each one written while the next is folded."""
+        tracking = self.tracking()
+        total = 0
+        log = _LogReader(self.ledger)
+        writer = _Writer(self.database, self._committed)
+        try:
+            while prepared := self._prepare(tracking, limit, log.rows, writer.read):
+                tracking, count = prepared.tracking, prepared.count
+                writer.submit(prepared)
+                del prepared  # the writer's now: freed once written, not kept for a batch more
+                total += count
+                if progress is not None:
+                    progress(count)
+        except BaseException:
+            writer.close(failed=True)
+            raise
+        finally:
+            log.close()
+        writer.close()
+        return total
+
+    def _prepare(
+        self,
+        tracking: dict[str, tuple[int, int]],
+        limit: int,
+        rows: Callable[[int, int], Sequence[_Row]],
+        read: Callable[[str, Sequence[Any]], list[Any]],
+    ) -> _Prepared | None:
+        """Fold up to `limit` notifications after `tracking` (`rows(after, limit)` reads them)
+        and prepare the batch's writes (`read` answers the projections' queries, on what the
+        batches before this one wrote)."""
+        after = min(nid for nid, _ in tracking.values())
+        batch: dict[str, Batch] = {}
+        touched: dict[str, Stream] = {}
+        count = 0
+        # Cases touched by a batch stay in memory until it is written: stop early at the
+        # cache's size, so a batch never holds more case states than the cache would.
+        while count < limit and len(touched) < _CACHED_CASES:
+            page = rows(after, min(limit - count, _PAGE))
+            if not page:
+                break
+            count += len(page)
+            after = page[-1][0]
+            self._fold(page, tracking, batch, touched)
+        if not count:
+            return None
+        writes = _Writes(read, self.database.postgres)
+        done = dict(tracking)
+        for projection in self.projections:
+            if after > tracking[projection.name][0]:
+                work = batch[projection.name]
+                projection.flush(writes, work)
+                writes.execute(
+                    "INSERT INTO projection_tracking (name, notification_id, position)"
+                    " VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                    " notification_id = excluded.notification_id,"
+                    " position = excluded.position",
+                    (projection.name, after, work.position),
+                )
+                done[projection.name] = (after, work.position)
+        return _Prepared(writes, after, count, done)
+
+    def _notifications(self, after: int, limit: int) -> list[_Row]:
+        """The log through eventsourcing's own reader (the live path: small pages)."""
+        return [
+            (n.id, _uuid(n.originator_id).hex, n.originator_version, n.topic, n.state)
+            for n in self.ledger.recorder.select_notifications(
+                start=after + 1, limit=limit, topics=_TOPICS
+            )
+        ]
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return self.database.query(sql, params)
+
+    def _committed(self, last: int) -> None:
+        for callback in self._listeners:
+            callback(last)
+
+    def _fold(
+        self,
+        rows: Sequence[_Row],
+        tracking: dict[str, tuple[int, int]],
+        batch: dict[str, Batch],
+        touched: dict[str, Stream],
+    ) -> None:
+        """Fold a page of the log into case states and each projection's batch."""
+        directory_key = self.ledger.directory_id.hex
+        if self._directory is None:
+            self._directory = self.ledger.directory()
+        if not batch:
+            builder = Builder(self._directory)
+            batch.update(
+                (p.name, Batch(builder, tracking[p.name][1], touched)) for p in self.projections
+            )
+        # Each projection that notes entries, with its batch; only those still behind this
+        # page check ids (after a crash, each projection resumes from its own position).
+        first = rows[0][0]
+        noting = [p for p in self.projections if type(p).on_entry is not Projection.on_entry]
+        current = [(p.on_entry, batch[p.name]) for p in noting if tracking[p.name][0] < first]
+        behind = [(p.on_entry, batch[p.name], tracking[p.name][0]) for p in noting]
+        if len(current) == len(behind):
+            behind = []
+        else:
+            current = []
+        states = self._states
+        refreshed = False
+        for nid, key, version, topic, data in rows:
+            if topic != ENTRY_TOPIC:
+                stored = StoredEvent(UUID(key), version, topic, data)
+                record = cast(Record, self.ledger.mapper.to_domain_event(stored))
+                for projection in self.projections:
+                    if nid > tracking[projection.name][0]:
+                        projection.on_record(batch[projection.name], record, nid)
+                continue
+            if key == directory_key and not refreshed:
+                # Documents name people from the directory: copy it (its head, which already
+                # holds this page's changes) only when it has changed.
+                refreshed = True
+                self._directory = self.ledger.directory()
+                builder = Builder(self._directory)
+                for work in batch.values():
+                    work.builder = builder
+            try:
+                entry = follow_entry(bytes(data))
+            except Malformed as exc:
+                raise IntegrityViolation(str(UUID(key)), version, exc.detail) from None
+            state = states.pop(key, None)
+            if state is None or state.version != entry.seq - 1:
+                state = self.ledger.replay(UUID(key), upto=entry.seq - 1)
+            states[key] = state  # most recently used last
+            if len(states) > _CACHED_CASES:
+                del states[next(iter(states))]
+            state.apply(entry)
+            touched[key] = state
+            for note, work in current:
+                note(work, state, entry)
+            for note, work, applied in behind:
+                if nid > applied:
+                    note(work, state, entry)
 
     # -- running in the background ------------------------------------------------------------
 
@@ -226,3 +344,136 @@ class Follower:
         if self._leader is not None:
             self._leader.close()
             self._leader = None
+
+
+# A notification as the follower reads it: id, stream id (32 hex digits), version, topic, state.
+_Row = tuple[int, str, int, str, bytes]
+
+
+class _LogReader:
+    """Reads the notification log straight from the event table, as plain rows: making event
+    objects would cost a rebuild about as much as everything else it does with an entry."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._tables = Tables(ledger.store, ())  # the event store's own file or schema
+        table = ledger.recorder.events_table_name  # type: ignore[attr-defined]
+        if self._tables.postgres:
+            key, stream = "notification_id", "replace(originator_id::text, '-', '')"
+        else:
+            key, stream = "rowid", "originator_id"  # eventsourcing stores UUIDs' hex there
+        topics = ", ".join("?" for _ in _TOPICS)
+        self._sql = (
+            f"SELECT {key}, {stream}, originator_version, topic, state FROM {table}"
+            f" WHERE {key} > ? AND topic IN ({topics}) ORDER BY {key} LIMIT ?"
+        )
+
+    def rows(self, after: int, limit: int) -> list[_Row]:
+        """Up to `limit` notifications after id `after`, in order."""
+        return self._tables.query(self._sql, (after, *_TOPICS, limit))
+
+    def close(self) -> None:
+        self._tables.close()
+
+
+@dataclass
+class _Prepared:
+    """A folded batch: its writes, where it ends, and each projection's tracking after it."""
+
+    writes: _Writes
+    last: int
+    count: int
+    tracking: dict[str, tuple[int, int]]
+
+
+class _Writes:
+    """A cursor that keeps a batch's writes, to run in one transaction later; a projection's
+    queries are answered at once, from what is committed."""
+
+    def __init__(self, read: Callable[[str, Sequence[Any]], list[Any]], postgres: bool) -> None:
+        self._writes: list[Callable[[Cursor], object]] = []
+        self._read = read
+        self._postgres = postgres
+        self._rows: list[Any] = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if sql.startswith("SELECT"):
+            self._rows = self._read(sql, params)
+        else:
+            self._writes.append(lambda cursor: cursor.execute(sql, params))
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self._writes.append(lambda cursor: cursor.executemany(sql, params))
+
+    def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if self._postgres:
+            self._writes.append(lambda cursor: cursor.copy(table, columns, rows))
+        else:
+            # Not executemany: the thread writing would take the GIL back once for every row.
+            into = f"{table} ({', '.join(columns)})"
+            self._writes.append(lambda cursor: insert(cursor, into, rows))
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def replay(self, cursor: Cursor) -> None:
+        """Run the kept writes, in order, on a cursor in the batch's transaction."""
+        for write in self._writes:
+            write(cursor)
+
+
+class _Writer:
+    """Writes prepared batches in order, one transaction each, on a thread of its own.
+
+    The database does its part of a write (SQLite's page work and commit, PostgreSQL's round
+    trips) without holding the GIL, so one batch is written while the next is folded. At most
+    one batch waits: the follower prepares the next only once the one before it is written.
+    """
+
+    def __init__(self, database: Database, committed: Callable[[int], None]) -> None:
+        self._database = database
+        self._committed = committed
+        self._jobs: queue.Queue[_Prepared | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="projection-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, prepared: _Prepared) -> None:
+        """Hand a batch over once the one before it is written (raising if that failed)."""
+        self._wait()
+        self._jobs.put(prepared)
+
+    def read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A query, on everything handed over so far: reads wait for the writes before them."""
+        self._wait()
+        return self._database.query(sql, params)
+
+    def close(self, failed: bool = False) -> None:
+        """Finish the batch in hand and stop; raise its error unless already failing."""
+        self._jobs.put(None)
+        self._thread.join()
+        if self._error is not None and not failed:
+            raise self._error
+
+    def _wait(self) -> None:
+        self._jobs.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (prepared := self._jobs.get()) is not None:
+            try:
+                if self._error is None:
+                    with self._database.transaction() as cursor:
+                        prepared.writes.replay(cursor)
+                    self._committed(prepared.last)
+            except BaseException as exc:  # handed to the follower's thread, which raises it
+                self._error = exc
+            finally:
+                del prepared  # not kept while waiting for the next one
+                self._jobs.task_done()
+        self._jobs.task_done()
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)

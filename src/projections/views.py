@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -11,10 +14,8 @@ from ledger.access import ReadRecorded
 from ledger.directory import Directory
 from ledger.entry import Entry
 from ledger.stream import Record, Stream
-from projections.database import Cursor
-from projections.documents import AccessRow, AuditRow, Builder
-
-_encode = msgspec.json.Encoder(order="deterministic").encode
+from projections.database import SCHEMA, Cursor
+from projections.documents import AccessRow, AuditRow, Builder, encode, encode_row
 
 
 @dataclass
@@ -23,10 +24,12 @@ class Batch:
 
     builder: Builder
     position: int
-    cases: dict[str, Case] = field(default_factory=dict)
+    # Every stream the batch touched (by any key), noted by the follower for all projections.
+    cases: dict[str, Stream] = field(default_factory=dict)
     decisions: dict[tuple[str, str], Case] = field(default_factory=dict)
     rows: list[AuditRow] = field(default_factory=list)
-    corrections: list[tuple[str, str]] = field(default_factory=list)
+    # Each correction: the corrected entry's hash, case and seq, and the correcting entry's hash.
+    corrections: list[tuple[str, str, int, str]] = field(default_factory=list)
     reads: list[AccessRow] = field(default_factory=list)
 
 
@@ -46,8 +49,12 @@ class Projection:
         """Write the batch's changes (in the follower's transaction)."""
 
     def drop(self, cursor: Cursor) -> None:
+        """Delete every row, before a rebuild."""
         for table in self.tables:
             cursor.execute(f"DELETE FROM {table}")
+
+    def rebuilt(self, cursor: Cursor) -> None:
+        """Called after a rebuild has applied the log, or failed to."""
 
 
 class PlanProjection(Projection):
@@ -56,16 +63,16 @@ class PlanProjection(Projection):
     name = "plan"
     tables = ("projection_plans",)
 
-    def on_entry(self, batch: Batch, state: Stream, entry: Entry) -> None:
-        if isinstance(state, Case):
-            batch.cases[str(state.id)] = state
-
     def flush(self, cursor: Cursor, batch: Batch) -> None:
-        cursor.executemany(
-            "INSERT INTO projection_plans (case_id, doc) VALUES (?, ?)"
-            " ON CONFLICT (case_id) DO UPDATE SET doc = excluded.doc",
-            [(case_id, _encode(batch.builder.plan(c))) for case_id, c in batch.cases.items()],
-        )
+        # A statement per document: bound into one statement, a batch's documents would all be
+        # copied at once by the database.
+        for case in batch.cases.values():
+            if isinstance(case, Case):
+                cursor.execute(
+                    "INSERT INTO projection_plans (case_id, doc) VALUES (?, ?)"
+                    " ON CONFLICT (case_id) DO UPDATE SET doc = excluded.doc",
+                    (case.key, batch.builder.plan_json(case)),
+                )
 
 
 class RegisterProjection(PlanProjection):
@@ -75,11 +82,13 @@ class RegisterProjection(PlanProjection):
     tables = ("projection_registers",)
 
     def flush(self, cursor: Cursor, batch: Batch) -> None:
-        cursor.executemany(
-            "INSERT INTO projection_registers (case_id, doc) VALUES (?, ?)"
-            " ON CONFLICT (case_id) DO UPDATE SET doc = excluded.doc",
-            [(case_id, _encode(batch.builder.register(c))) for case_id, c in batch.cases.items()],
-        )
+        for case in batch.cases.values():
+            if isinstance(case, Case):
+                cursor.execute(
+                    "INSERT INTO projection_registers (case_id, doc) VALUES (?, ?)"
+                    " ON CONFLICT (case_id) DO UPDATE SET doc = excluded.doc",
+                    (case.key, encode(batch.builder.register(case))),
+                )
 
 
 class TraceProjection(Projection):
@@ -92,28 +101,34 @@ class TraceProjection(Projection):
         if not isinstance(state, Case):
             return
         ref = state.entries[entry.hash]
+        target = ref.about
+        registers = ref.kind.startswith(("consent.", "information."))
+        if (
+            target is None
+            and not registers
+            and ref.decision is not None
+            and batch.decisions.get((state.key, ref.decision)) is state
+        ):
+            return  # noted in this batch already, and the decision it revisits with it
         decisions: set[str | None] = {ref.decision}
-        target = getattr(ref.body, "consent", None) or getattr(ref.body, "entry", None)
         if target in state.entries:
             decisions.add(state.entries[target].decision)
-        if ref.kind.startswith(("consent.", "information.")):
+        if registers:
             decisions.update(state.decisions)  # registers appear in every trace of the case
         for decision in list(decisions):
             revisited = state.decisions[decision].revisits if decision in state.decisions else None
             decisions.add(revisited)  # its trace shows it superseded once this one is agreed
         for decision in decisions:
             if decision is not None:
-                batch.decisions[(str(state.id), decision)] = state
+                batch.decisions[(state.key, decision)] = state
 
     def flush(self, cursor: Cursor, batch: Batch) -> None:
-        cursor.executemany(
-            "INSERT INTO projection_traces (case_id, decision_id, doc) VALUES (?, ?, ?)"
-            " ON CONFLICT (case_id, decision_id) DO UPDATE SET doc = excluded.doc",
-            [
-                (case_id, decision, _encode(batch.builder.trace(c, c.decisions[decision])))
-                for (case_id, decision), c in batch.decisions.items()
-            ],
-        )
+        for (case_id, decision), case in batch.decisions.items():
+            cursor.execute(
+                "INSERT INTO projection_traces (case_id, decision_id, doc) VALUES (?, ?, ?)"
+                " ON CONFLICT (case_id, decision_id) DO UPDATE SET doc = excluded.doc",
+                (case_id, decision, batch.builder.trace_json(case, case.decisions[decision])),
+            )
 
 
 class AuditProjection(Projection):
@@ -123,7 +138,7 @@ class AuditProjection(Projection):
     tables = ("projection_audit",)
 
     def on_entry(self, batch: Batch, state: Stream, entry: Entry) -> None:
-        statement = entry.statement
+        statement = entry.header
         builder = batch.builder
         role = late = None
         if isinstance(state, Case):
@@ -131,50 +146,67 @@ class AuditProjection(Projection):
             member = state.members.get(statement.by)
             role, late = (member.role if member else None), ref.late
             if statement.kind == "entry.corrected":
-                batch.corrections.append((ref.body.entry, entry.hash))
+                target = ref.body.entry
+                seq = state.entries[target].seq
+                batch.corrections.append((target, state.key, seq, entry.hash))
         elif isinstance(state, Directory):
             role, late = "authority", False
+        on_behalf_of = statement.on_behalf_of
         batch.rows.append(
             AuditRow(
-                position=batch.position,
-                stream=statement.stream,
-                seq=entry.seq,
-                kind=statement.kind,
-                by=builder.person(statement.by),
-                role=role,
-                at=statement.at,
-                recorded_at=entry.recorded_at,
-                late=bool(late),
-                hash=entry.hash,
-                kid=statement.kid,
-                on_behalf_of=(
-                    builder.person(statement.on_behalf_of) if statement.on_behalf_of else None
-                ),
+                batch.position,
+                statement.stream,
+                entry.seq,
+                statement.kind,
+                builder.people.get(statement.by) or builder.person(statement.by),
+                role,
+                statement.at,
+                entry.recorded_at,
+                bool(late),
+                entry.hash,
+                statement.kid,
+                builder.person(on_behalf_of) if on_behalf_of else None,
             )
         )
         batch.position += 1
 
     def flush(self, cursor: Cursor, batch: Batch) -> None:
-        pending = {row.hash: row for row in batch.rows}
-        stored: list[tuple[str, str]] = []
-        for target, correction in batch.corrections:
-            if target in pending:
-                pending[target].corrected_by.append(correction)
-            else:
-                stored.append((target, correction))
-        cursor.executemany(
-            "INSERT INTO projection_audit (position, case_id, seq, author, hash, doc)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [(r.position, r.stream, r.seq, r.by.id, r.hash, _encode(r)) for r in batch.rows],
+        stored: dict[tuple[str, int], list[str]] = {}
+        if batch.corrections:
+            pending = {row.hash: row for row in batch.rows}
+            for target, case_id, seq, correction in batch.corrections:
+                if target in pending:
+                    pending[target].corrected_by.append(correction)
+                else:
+                    stored.setdefault((case_id, seq), []).append(correction)
+        cursor.copy(
+            "projection_audit",
+            ("position", "case_id", "seq", "author", "hash", "doc"),
+            [(r.position, r.stream, r.seq, r.by.id, r.hash, encode_row(r)) for r in batch.rows],
         )
-        for target, correction in stored:
-            cursor.execute("SELECT doc FROM projection_audit WHERE hash = ?", (target,))
+        # One read and one write per corrected row: the writes may run only after the batch.
+        for (case_id, seq), corrections in stored.items():
+            where = " WHERE case_id = ? AND seq = ?"
+            cursor.execute("SELECT doc FROM projection_audit" + where, (case_id, seq))
             (doc,) = cursor.fetchall()[0]
             row = msgspec.json.decode(doc, type=AuditRow)
-            row.corrected_by.append(correction)
+            row.corrected_by += corrections
             cursor.execute(
-                "UPDATE projection_audit SET doc = ? WHERE hash = ?", (_encode(row), target)
+                "UPDATE projection_audit SET doc = ?" + where, (encode(row), case_id, seq)
             )
+
+    def drop(self, cursor: Cursor) -> None:
+        # Rows go in in position order, but their hashes are random: kept up to date row by
+        # row, the hash index costs a rebuild more than all the rest of its writes. It is
+        # made again, in one sorted pass, once the rebuild is over; no rebuild reads it.
+        cursor.execute("DROP INDEX IF EXISTS projection_audit_hash")
+        super().drop(cursor)
+
+    def rebuilt(self, cursor: Cursor) -> None:
+        cursor.execute(_HASH_INDEX)
+
+
+_HASH_INDEX = next(statement for statement in SCHEMA if "projection_audit_hash" in statement)
 
 
 class AccessProjection(Projection):
@@ -199,8 +231,37 @@ class AccessProjection(Projection):
     def flush(self, cursor: Cursor, batch: Batch) -> None:
         cursor.executemany(
             "INSERT INTO projection_access (position, case_id, person, doc) VALUES (?, ?, ?, ?)",
-            [(r.position, r.stream, r.by.id, _encode(r)) for r in batch.reads],
+            [(r.position, r.stream, r.by.id, encode(r)) for r in batch.reads],
         )
+
+
+def insert(cursor: Cursor, table: str, rows: Iterable[Sequence[Any]], then: str = "") -> None:
+    """INSERT rows into `table` ("name (columns)"), many rows to a statement, each statement
+    ending with `then` (an ON CONFLICT clause; no two rows of one call may conflict).
+
+    A statement per row costs PostgreSQL a round trip and an executor start each, and costs
+    a thread writing to SQLite the GIL once for each row.
+    """
+    values: list[Any] = []
+    count = 0
+    for row in rows:
+        values += row
+        count += 1
+        if count == _ROWS_PER_INSERT:
+            cursor.execute(_insert_sql(table, len(row), count, then), values)
+            values, count = [], 0
+    if count:
+        cursor.execute(_insert_sql(table, len(values) // count, count, then), values)
+
+
+# Up to this many rows to a statement: well under either store's limit on parameters.
+_ROWS_PER_INSERT = 500
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, width: int, count: int, then: str) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"INSERT INTO {table} VALUES " + ", ".join([row] * count) + then
 
 
 PROJECTIONS: tuple[Projection, ...] = (
