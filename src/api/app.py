@@ -342,12 +342,16 @@ def create_app(service: Service) -> web.Application:
 
         app[_FEED_TASK] = asyncio.create_task(service.feed.run(read, head))
 
+    async def stopping(app: web.Application) -> None:
+        service.feed.close()
+
     async def stopped(app: web.Application) -> None:
         app[_FEED_TASK].cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await app[_FEED_TASK]
 
     app.on_startup.append(started)
+    app.on_shutdown.append(stopping)
     app.on_cleanup.append(stopped)
     return app
 
@@ -484,7 +488,8 @@ class _Handlers:
     async def events(self, request: web.Request) -> web.Response:
         grant = await self._service_grant(request)
         after = _after(request)
-        limit = min(_int(request, "limit", required=False) or 1000, _MAX_BATCH)
+        asked = _int(request, "limit", required=False)
+        limit = min(1000 if asked is None else asked, _MAX_BATCH)
         visible, last = await self.service.read(self._batch, grant, after, limit)
         body = b"[" + b",".join(item.cloudevent for item in visible) + b"]"
         # Scoped batches may hide events: the next `after` says where this one stopped.
@@ -516,10 +521,7 @@ class _Handlers:
         grant = await self._service_grant(request)
         service = self.service
         feed = service.feed
-        resume = request.headers.get("Last-Event-ID")
-        if resume is not None and not resume.isdigit():
-            raise ApiError("malformed", "Last-Event-ID must be a position")
-        after = int(resume) if resume is not None else _after(request, default=feed.head)
+        after = _after(request, default=feed.head)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -539,24 +541,25 @@ class _Handlers:
                     upto = await service.read(self._scoped_upto, grant)
                     items = [i for i in items if upto is None or i.position <= upto]
                 if items:
-                    shown = await service.read(self._visible, grant, items)
+                    shown = (
+                        items
+                        if grant.organisation is None
+                        else await service.read(self._visible, grant, items)
+                    )
                     if shown:
-                        await self._send(
-                            request,
-                            response,
-                            b"".join(
-                                b"id: %d\ndata: %s\n\n" % (i.position, i.cloudevent) for i in shown
-                            ),
-                        )
+                        await self._send(request, response, b"".join(i.frame for i in shown))
                     after = items[-1].position
                     continue
+                if feed.closed or request.transport is None or request.transport.is_closing():
+                    break  # the server is stopping, or the subscriber has gone
                 remaining = beat - loop.time()
                 if remaining <= 0:
                     await self._send(request, response, b": heartbeat\n\n")
                     beat = loop.time() + service.settings.heartbeat
                     continue
-                # A scoped subscriber also waits for the projections: look again soon.
-                await feed.wait(min(remaining, 0.1) if grant.organisation else remaining)
+                # A scoped subscriber also waits for the projections: look again soon; anyone
+                # looks at least every second whether they are still connected.
+                await feed.wait(min(remaining, 0.1 if grant.organisation else 1.0))
         except (ConnectionResetError, _SlowSubscriber):
             pass
         return response
@@ -716,14 +719,13 @@ _MAX_BATCH = 10_000
 
 
 def _after(request: web.Request, default: int = -1) -> int:
-    text = request.query.get("after")
+    """The position to continue after: `Last-Event-ID` (live), `after`, or `default`."""
+    text = request.headers.get("Last-Event-ID", request.query.get("after"))
     if text is None:
         return default
     if text == "-1":
         return -1
-    value = _int(request, "after")
-    assert value is not None
-    return value
+    return _number(text, "after")
 
 
 def _int(request: web.Request, name: str, required: bool = True) -> int | None:
@@ -732,7 +734,12 @@ def _int(request: web.Request, name: str, required: bool = True) -> int | None:
         if required:
             raise ApiError("malformed", f"{name} is required")
         return None
-    if not text.isdigit() or len(text) > 18:
+    return _number(text, name)
+
+
+def _number(text: str, name: str) -> int:
+    # ASCII digits only: str.isdigit() also takes superscripts and other scripts' digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ApiError("malformed", f"{name} must be a non-negative integer")
     return int(text)
 

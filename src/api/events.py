@@ -43,6 +43,11 @@ class Event:
     hash: str
     cloudevent: bytes
 
+    @property
+    def frame(self) -> bytes:
+        """The event as one Server-Sent Events message."""
+        return b"id: %d\ndata: %s\n\n" % (self.position, self.cloudevent)
+
 
 def event(origin: str, sealed: SealedEntry) -> Event:
     """The CloudEvent of a sealed entry (DESIGN §7); `data` is the entry, byte for byte."""
@@ -149,6 +154,7 @@ class Feed:
         self._ring: deque[Event] = deque(maxlen=size)
         self._sealed = asyncio.Event()
         self._published = asyncio.Event()
+        self.closed = False
         self.head = -1  # the last position read into the ring
 
     def sealed(self) -> None:
@@ -171,8 +177,13 @@ class Feed:
                 published, self._published = self._published, asyncio.Event()
                 published.set()
 
+    def close(self) -> None:
+        """The server is stopping: wake every subscriber so that it ends."""
+        self.closed = True
+        self._published.set()
+
     async def wait(self, timeout: float) -> None:
-        """Until new events are in the ring, or `timeout` passes."""
+        """Until new events are in the ring, the feed closes, or `timeout` passes."""
         published = self._published
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):

@@ -61,8 +61,27 @@ class Verifier:
         self.position = after
         self.from_start = after < 0
 
+    def prime(self, cloudevent: dict[str, Any]) -> None:
+        """Learn from an event at or before the resume position, verified when it was first
+        received: keys from the directory (whose signatures are checked again, cheaply) and
+        each stream's chain head."""
+        try:
+            data = canonical(cloudevent["data"])
+            entry = read_entry(data)
+            statement = entry.statement
+        except (LedgerError, KeyError, TypeError):
+            return
+        if statement.stream == self.directory:
+            authority = self.keys[self.authority_kid]
+            if statement.kid == self.authority_kid and entry.signature_valid(authority.public):
+                self._directory(entry)
+        self.heads[statement.stream] = (entry.seq, sha256_hex(data))
+
     def check(self, cloudevent: dict[str, Any], scoped: bool) -> Received:
-        position = int(cloudevent.get("sequence", "-1"))
+        sequence = cloudevent.get("sequence")
+        if not (isinstance(sequence, str) and sequence.isascii() and sequence.isdigit()):
+            raise Untrusted(self.position + 1, f"sequence {sequence!r} is not a position")
+        position = int(sequence)
         if position <= self.position or (not scoped and position != self.position + 1):
             raise Untrusted(position, f"expected position {self.position + 1}")
         try:
@@ -139,8 +158,12 @@ async def follow(
 ) -> AsyncIterator[Received]:
     """Verified events after the verifier's position, for ever: catch-up, then live."""
     backoff = 0.1
+    primed = verifier.position < 0
     while True:
         try:
+            if not primed:
+                await _prime(session, url, headers, verifier, batch)
+                primed = verifier.from_start = True  # every stream so far is known now
             async for received in _catch_up(session, url, headers, verifier, batch):
                 _save(position_file, received.position)
                 yield received
@@ -177,6 +200,29 @@ async def _catch_up(
             verifier.position = next_after  # hidden events: nothing to check, move on
         if not events and next_after <= verifier.position:
             return
+
+
+async def _prime(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    verifier: Verifier,
+    batch: int,
+) -> None:
+    """Resuming after a position: read the log up to it to learn keys and chain heads."""
+    after = -1
+    while after < verifier.position:
+        limit = min(batch, verifier.position - after)
+        params = {"after": str(after), "limit": str(limit)}
+        async with session.get(f"{url}/v1/events", params=params, headers=headers) as response:
+            await _raise_for(response)
+            events = orjson.loads(await response.read())
+            next_after = int(response.headers.get("Accord-Next-After", after))
+        for cloudevent in events:
+            verifier.prime(cloudevent)
+        if next_after <= after:
+            return
+        after = next_after
 
 
 async def _live(

@@ -42,13 +42,16 @@ class Clock:
         self._last = ""
         self._lock = threading.Lock()
 
-    def next(self, *not_before: str, strictly: bool = False) -> str:
-        """The current time, but never earlier than the last one issued or any of `not_before`;
-        with `strictly`, later than all of them (at least by a millisecond)."""
+    def next(self, *not_before: str, strictly: bool = False, after: str = "") -> str:
+        """The current time, but never earlier than the last one issued or any of `not_before`,
+        and later than `after` (by a millisecond if need be); with `strictly`, later than all
+        of them."""
         with self._lock:
             floor = max((self._last, *not_before))
             stamp = max(format_recorded(self._now()), floor)
-            if strictly and floor and stamp == floor:
-                stamp = format_recorded(datetime.fromisoformat(floor) + timedelta(milliseconds=1))
+            if (strictly and floor and stamp == floor) or (after and stamp <= after):
+                stamp = format_recorded(
+                    datetime.fromisoformat(max(stamp, after)) + timedelta(milliseconds=1)
+                )
             self._last = stamp
             return stamp

@@ -144,9 +144,13 @@ class Ledger(Application[UUID]):
                 verified = True
             stream = self._state(stream_id, fresh=fresh)
             # A directory change is strictly later than anything recorded before it here, so
-            # no entry shares a millisecond with the revocation or binding that judges it.
+            # no entry shares a millisecond with the revocation or binding that judges it; and
+            # within a stream every entry is later than the one before, so "before or after
+            # this consent" is a question of time alone.
             recorded_at = self.clock.next(
-                stream.recorded_at, directory.recorded_at, strictly=stream_id == self.directory_id
+                directory.recorded_at,
+                strictly=stream_id == self.directory_id,
+                after=stream.recorded_at,
             )
             try:
                 if record is not None:
