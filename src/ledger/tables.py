@@ -59,7 +59,8 @@ class Tables:
         later); a reading one takes none, so readers never wait behind a writer.
         """
         with self._lock:
-            cursor = self._conn.cursor()
+            # Binary results on PostgreSQL: entry bytes arrive as they are, not hex-escaped.
+            cursor = self._conn.cursor(binary=True) if self.postgres else self._conn.cursor()
             if not self.postgres:
                 cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
