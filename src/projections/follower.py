@@ -37,7 +37,7 @@ from ledger.stream import ENTRY_TOPIC, Record, Stream
 from ledger.tables import Tables
 from projections.database import Cursor, Database
 from projections.documents import Builder
-from projections.views import PROJECTIONS, Batch, Projection, insert
+from projections.views import PROJECTIONS, Batch, Projection, insert_sql
 
 _log = logging.getLogger(__name__)
 _LOCK_KEY = 0x0ACC0D
@@ -191,14 +191,14 @@ class Follower:
             if after > tracking[projection.name][0]:
                 work = batch[projection.name]
                 projection.flush(writes, work)
-                writes.execute(
-                    "INSERT INTO projection_tracking (name, notification_id, position)"
-                    " VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                    " notification_id = excluded.notification_id,"
-                    " position = excluded.position",
-                    (projection.name, after, work.position),
-                )
                 done[projection.name] = (after, work.position)
+        moved = [(name, nid, position) for name, (nid, position) in done.items()]
+        writes.execute(
+            insert_sql("projection_tracking (name, notification_id, position)", 3, len(moved))
+            + " ON CONFLICT (name) DO UPDATE SET notification_id = excluded.notification_id,"
+            " position = excluded.position",
+            [value for row in moved for value in row],
+        )
         return _Prepared(writes, after, count, done)
 
     def _notifications(self, after: int, limit: int) -> list[_Row]:
@@ -408,9 +408,8 @@ class _Writes:
         if self._postgres:
             self._writes.append(lambda cursor: cursor.copy(table, columns, rows))
         else:
-            # Not executemany: the thread writing would take the GIL back once for every row.
             into = f"{table} ({', '.join(columns)})"
-            self._writes.append(lambda cursor: insert(cursor, into, rows))
+            self._writes.append(lambda cursor: _insert(cursor, into, rows))
 
     def fetchall(self) -> list[Any]:
         rows, self._rows = self._rows, []
@@ -473,6 +472,26 @@ class _Writer:
                 del prepared  # not kept while waiting for the next one
                 self._jobs.task_done()
         self._jobs.task_done()
+
+
+def _insert(cursor: Cursor, into: str, rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT rows into `into` ("table (columns)"), as many to a statement as SQLite allows.
+
+    Not executemany, which runs a statement for every row: the thread writing takes the GIL
+    back after each one, and may wait a switch interval for it every time.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    per_statement = _PARAMETERS // width
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        values = [value for row in chunk for value in row]
+        cursor.execute(insert_sql(into, width, len(chunk)), values)
+
+
+# SQLite's limit on a statement's parameters (since 3.32).
+_PARAMETERS = 32_766
 
 
 def _uuid(value: UUID | str) -> UUID:

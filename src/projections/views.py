@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,15 +64,16 @@ class PlanProjection(Projection):
     tables = ("projection_plans",)
 
     def flush(self, cursor: Cursor, batch: Batch) -> None:
-        # A statement per document: bound into one statement, a batch's documents would all be
-        # copied at once by the database.
-        for case in batch.cases.values():
-            if isinstance(case, Case):
-                cursor.execute(
-                    "INSERT INTO projection_plans (case_id, doc) VALUES (?, ?)"
-                    " ON CONFLICT (case_id) DO UPDATE SET doc = excluded.doc",
-                    (case.key, batch.builder.plan_json(case)),
-                )
+        upsert(
+            cursor,
+            "projection_plans (case_id, doc)",
+            "case_id",
+            (
+                (case.key, batch.builder.plan_json(case))
+                for case in batch.cases.values()
+                if isinstance(case, Case)
+            ),
+        )
 
 
 class RegisterProjection(PlanProjection):
@@ -82,13 +83,16 @@ class RegisterProjection(PlanProjection):
     tables = ("projection_registers",)
 
     def flush(self, cursor: Cursor, batch: Batch) -> None:
-        for case in batch.cases.values():
-            if isinstance(case, Case):
-                cursor.execute(
-                    "INSERT INTO projection_registers (case_id, doc) VALUES (?, ?)"
-                    " ON CONFLICT (case_id) DO UPDATE SET doc = excluded.doc",
-                    (case.key, encode(batch.builder.register(case))),
-                )
+        upsert(
+            cursor,
+            "projection_registers (case_id, doc)",
+            "case_id",
+            (
+                (case.key, encode(batch.builder.register(case)))
+                for case in batch.cases.values()
+                if isinstance(case, Case)
+            ),
+        )
 
 
 class TraceProjection(Projection):
@@ -123,12 +127,15 @@ class TraceProjection(Projection):
                 batch.decisions[(state.key, decision)] = state
 
     def flush(self, cursor: Cursor, batch: Batch) -> None:
-        for (case_id, decision), case in batch.decisions.items():
-            cursor.execute(
-                "INSERT INTO projection_traces (case_id, decision_id, doc) VALUES (?, ?, ?)"
-                " ON CONFLICT (case_id, decision_id) DO UPDATE SET doc = excluded.doc",
-                (case_id, decision, batch.builder.trace_json(case, case.decisions[decision])),
-            )
+        upsert(
+            cursor,
+            "projection_traces (case_id, decision_id, doc)",
+            "case_id, decision_id",
+            (
+                (case_id, decision, batch.builder.trace_json(case, case.decisions[decision]))
+                for (case_id, decision), case in batch.decisions.items()
+            ),
+        )
 
 
 class AuditProjection(Projection):
@@ -235,33 +242,37 @@ class AccessProjection(Projection):
         )
 
 
-def insert(cursor: Cursor, table: str, rows: Iterable[Sequence[Any]], then: str = "") -> None:
-    """INSERT rows into `table` ("name (columns)"), many rows to a statement, each statement
-    ending with `then` (an ON CONFLICT clause; no two rows of one call may conflict).
+def upsert(cursor: Cursor, into: str, key: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Insert or replace documents (each row's last value) in `into` ("table (columns)"), keyed
+    by `key`, several to a statement and about a megabyte or two each.
 
-    A statement per row costs PostgreSQL a round trip and an executor start each, and costs
-    a thread writing to SQLite the GIL once for each row.
+    Batches are written by a thread of their own, which takes the GIL back after every
+    statement and may wait a switch interval for it each time: a statement per document would
+    leave it behind. One for a whole batch would have the database copy every document at once.
     """
+    columns = into[into.index("(") + 1 : -1].split(", ")
+    then = f" ON CONFLICT ({key}) DO UPDATE SET doc = excluded.doc"
     values: list[Any] = []
-    count = 0
+    count = size = 0
     for row in rows:
         values += row
         count += 1
-        if count == _ROWS_PER_INSERT:
-            cursor.execute(_insert_sql(table, len(row), count, then), values)
-            values, count = [], 0
+        size += len(row[-1])
+        if size >= _STATEMENT_BYTES:
+            cursor.execute(insert_sql(into, len(columns), count) + then, values)
+            values, count, size = [], 0, 0
     if count:
-        cursor.execute(_insert_sql(table, len(values) // count, count, then), values)
+        cursor.execute(insert_sql(into, len(columns), count) + then, values)
 
 
-# Up to this many rows to a statement: well under either store's limit on parameters.
-_ROWS_PER_INSERT = 500
+_STATEMENT_BYTES = 2_000_000
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(table: str, width: int, count: int, then: str) -> str:
+def insert_sql(into: str, width: int, count: int) -> str:
+    """INSERT INTO `into` ("table (columns)") VALUES for `count` rows of `width` parameters."""
     row = "(" + ", ".join("?" * width) + ")"
-    return f"INSERT INTO {table} VALUES " + ", ".join([row] * count) + then
+    return f"INSERT INTO {into} VALUES " + ", ".join([row] * count)
 
 
 PROJECTIONS: tuple[Projection, ...] = (
