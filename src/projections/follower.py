@@ -245,6 +245,7 @@ class Follower:
             current = []
         states = self._states
         refreshed = False
+        last_key, last_state = "", None
         for nid, key, version, topic, data in rows:
             if topic != ENTRY_TOPIC:
                 stored = StoredEvent(UUID(key), version, topic, data)
@@ -265,14 +266,19 @@ class Follower:
                 entry = follow_entry(bytes(data))
             except Malformed as exc:
                 raise IntegrityViolation(str(UUID(key)), version, exc.detail) from None
-            state = states.pop(key, None)
+            # Entries of one stream tend to come together: the cache is reordered only when
+            # the stream changes (or the state is not the one this entry follows).
+            state = last_state if key == last_key else None
             if state is None or state.version != entry.seq - 1:
-                state = self.ledger.replay(UUID(key), upto=entry.seq - 1)
-            states[key] = state  # most recently used last
-            if len(states) > _CACHED_CASES:
-                del states[next(iter(states))]
+                state = states.pop(key, None)
+                if state is None or state.version != entry.seq - 1:
+                    state = self.ledger.replay(UUID(key), upto=entry.seq - 1)
+                states[key] = state  # most recently used last
+                if len(states) > _CACHED_CASES:
+                    del states[next(iter(states))]
+                touched[key] = state
+                last_key, last_state = key, state
             state.apply(entry)
-            touched[key] = state
             for note, work in current:
                 note(work, state, entry)
             for note, work, applied in behind:
