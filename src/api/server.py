@@ -73,7 +73,7 @@ async def running(
     """Serve the home's ledger until the block ends (port 0 picks a free port)."""
     record = home.open_ledger(store)
     database = Database(record.store)
-    follower = Follower(record, database)
+    follower = Follower(record, database, cached_cases=1024)
     sealer = Sealer(record, home.ledger_key())
     service = Service(
         record,

@@ -59,11 +59,15 @@ class Follower:
         database: Database,
         projections: Sequence[Projection] | None = None,
         batch_size: int = 1000,
+        cached_cases: int = _CACHED_CASES,
     ) -> None:
         self.ledger = ledger
         self.database = database
         self.projections = list(projections if projections is not None else PROJECTIONS)
         self.batch_size = batch_size
+        # A server following many busy cases at once keeps more of them than a rebuild needs
+        # (which meets them one after another): a miss replays the case from the store.
+        self.cached_cases = cached_cases
         # Keyed by the stream id's 32 hex digits; least recently used first.
         self._states: dict[str, Stream] = {}
         self._wake = threading.Event()
@@ -176,7 +180,7 @@ class Follower:
         count = 0
         # Cases touched by a batch stay in memory until it is written: stop early at the
         # cache's size, so a batch never holds more case states than the cache would.
-        while count < limit and len(touched) < _CACHED_CASES:
+        while count < limit and len(touched) < self.cached_cases:
             page = rows(after, min(limit - count, _PAGE))
             if not page:
                 break
@@ -274,7 +278,7 @@ class Follower:
                 if state is None or state.version != entry.seq - 1:
                     state = self.ledger.replay(UUID(key), upto=entry.seq - 1)
                 states[key] = state  # most recently used last
-                if len(states) > _CACHED_CASES:
+                if len(states) > self.cached_cases:
                     del states[next(iter(states))]
                 touched[key] = state
                 last_key, last_state = key, state
