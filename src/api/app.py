@@ -73,6 +73,8 @@ class ConsistencyProof(msgspec.Struct, rename={"from_": "from"}):
 
 
 class KeyView(msgspec.Struct, omit_defaults=True):
+    """A bound key and the window in which it could sign."""
+
     kid: str
     bound_at: str
     revoked_at: str | None = None
@@ -81,6 +83,8 @@ class KeyView(msgspec.Struct, omit_defaults=True):
 
 
 class PersonView(msgspec.Struct, omit_defaults=True):
+    """Someone in the directory, as an administrator sees them."""
+
     id: str
     name: str
     kind: str
