@@ -41,6 +41,7 @@ from projections.views import PROJECTIONS, Batch, Projection, insert_sql
 
 _log = logging.getLogger(__name__)
 _LOCK_KEY = 0x0ACC0D
+_KEY = 0x0ACC0E  # a batch's transaction on PostgreSQL (see _Writes._expect)
 # Memory is bounded by this many case states, whatever the ledger's size; a miss replays.
 _CACHED_CASES = 32
 # Notifications read per query. A rebuild's batches are larger, so that each case's documents
@@ -112,8 +113,11 @@ class Follower:
         prepared = self._prepare(self.tracking(), self.batch_size, self._notifications, self._read)
         if prepared is None:
             return 0
-        with self.database.transaction() as cursor:
-            prepared.writes.replay(cursor)
+        try:
+            with self.database.transaction() as cursor:
+                prepared.writes.replay(cursor)
+        except _Moved:
+            return 0  # written by another follower meanwhile: the next batch starts from there
         self._committed(prepared.last)
         return prepared.count
 
@@ -144,25 +148,30 @@ class Follower:
 
     def _catch_up(self, limit: int, progress: Callable[[int], None] | None) -> int:
         """Batches until the log is exhausted, each one written while the next is folded."""
-        tracking = self.tracking()
         total = 0
         log = _LogReader(self.ledger)
-        writer = _Writer(self.database, self._committed)
         try:
-            while prepared := self._prepare(tracking, limit, log.rows, writer.read):
-                tracking, count = prepared.tracking, prepared.count
-                writer.submit(prepared)
-                del prepared  # the writer's now: freed once written, not kept for a batch more
-                total += count
-                if progress is not None:
-                    progress(count)
-        except BaseException:
-            writer.close(failed=True)
-            raise
+            while True:
+                writer = _Writer(self.database, self._committed)
+                try:
+                    tracking = self.tracking()
+                    while prepared := self._prepare(tracking, limit, log.rows, writer.read):
+                        tracking, count = prepared.tracking, prepared.count
+                        writer.submit(prepared)
+                        del prepared  # the writer's now: freed once written, not kept longer
+                        if progress is not None:
+                            progress(count)
+                    writer.close()
+                    return total + writer.written
+                except _Moved:
+                    # Another follower wrote meanwhile: go on from where it left the tracking.
+                    writer.close(failed=True)
+                    total += writer.written
+                except BaseException:
+                    writer.close(failed=True)
+                    raise
         finally:
             log.close()
-        writer.close()
-        return total
 
     def _prepare(
         self,
@@ -189,7 +198,7 @@ class Follower:
             self._fold(page, tracking, batch, touched)
         if not count:
             return None
-        writes = _Writes(read, self.database.postgres)
+        writes = _Writes(read, self.database.postgres, tracking)
         done = dict(tracking)
         for projection in self.projections:
             if after > tracking[projection.name][0]:
@@ -360,6 +369,10 @@ class Follower:
 _Row = tuple[int, str, int, str, bytes]
 
 
+class _Moved(Exception):
+    """A batch was not written: its projections had moved on since it was read."""
+
+
 class _LogReader:
     """Reads the notification log straight from the event table, as plain rows: eventsourcing's
     reader, making an event object of each, takes several times as long."""
@@ -399,11 +412,29 @@ class _Writes:
     """A cursor that keeps a batch's writes, to run in one transaction later; a projection's
     queries (statements starting SELECT) are answered at once, from what is committed."""
 
-    def __init__(self, read: Callable[[str, Sequence[Any]], list[Any]], postgres: bool) -> None:
-        self._writes: list[Callable[[Cursor], object]] = []
+    def __init__(
+        self,
+        read: Callable[[str, Sequence[Any]], list[Any]],
+        postgres: bool,
+        tracking: dict[str, tuple[int, int]],
+    ) -> None:
+        self._writes: list[Callable[[Cursor], object]] = [self._expect]
         self._read = read
         self._postgres = postgres
+        self._tracking = {name: nid for name, (nid, _) in tracking.items()}
         self._rows: list[Any] = []
+
+    def _expect(self, cursor: Cursor) -> None:
+        # First in the batch's transaction: the projections must still be where the batch was
+        # read from. A follower killed mid-commit may still commit after another has read the
+        # tracking (on PostgreSQL its session outlives it for a moment); its writes and these
+        # would both apply. The lock makes such transactions take turns.
+        if self._postgres:
+            cursor.execute("SELECT pg_advisory_xact_lock(?, hashtext(current_schema()))", (_KEY,))
+        cursor.execute("SELECT name, notification_id FROM projection_tracking")
+        stored = {name: int(nid) for name, nid in cursor.fetchall()}
+        if any(stored.get(name, 0) != nid for name, nid in self._tracking.items()):
+            raise _Moved("the projections were written by another follower")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         if sql.startswith("SELECT"):
@@ -444,6 +475,7 @@ class _Writer:
         self._committed = committed
         self._jobs: queue.Queue[_Prepared | None] = queue.Queue()
         self._error: BaseException | None = None
+        self.written = 0  # notifications in the batches committed
         self._thread = threading.Thread(target=self._run, name="projection-writer", daemon=True)
         self._thread.start()
 
@@ -475,6 +507,7 @@ class _Writer:
                 if self._error is None:
                     with self._database.transaction() as cursor:
                         prepared.writes.replay(cursor)
+                    self.written += prepared.count
                     self._committed(prepared.last)
             except BaseException as exc:  # handed to the follower's thread, which raises it
                 self._error = exc

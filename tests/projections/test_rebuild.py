@@ -167,3 +167,38 @@ def say_preferences(projected: Projected, worked: WorkedCase, language: str) -> 
     grace = worked.authors["grace"]
     body = {"language": language}
     projected.world.ledger.submit(grace.submission(worked.played.case, "preferences.stated", body))
+
+
+class Overtaken(Follower):
+    """A follower that another one overtakes just after it has read where its projections stand
+    (as a follower killed mid-commit on PostgreSQL may still commit a moment later)."""
+
+    def __init__(self, projected: Projected, other: Follower, batch_size: int = 1000) -> None:
+        super().__init__(projected.world.ledger, projected.database, batch_size=batch_size)
+        self.other = other
+        self.overtaken = False
+
+    def tracking(self) -> dict[str, tuple[int, int]]:
+        tracking = super().tracking()
+        if not self.overtaken:
+            self.overtaken = True
+            self.other.catch_up()
+        return tracking
+
+
+@pytest.mark.parametrize("way", ["catch_up", "run_once"])
+def test_a_batch_read_before_another_follower_wrote_is_not_written_twice(
+    projected: Projected, way: str
+) -> None:
+    play_worked_case(projected.world)
+    overtaken = Overtaken(projected, projected.follower, batch_size=10)
+
+    getattr(overtaken, way)()
+    overtaken.catch_up()
+
+    assert {nid for nid, _ in overtaken.tracking().values()} == {
+        max(nid for nid, _ in projected.follower.tracking().values())
+    }
+    caught_up = dump(projected.database)
+    projected.follower.rebuild()
+    assert dump(projected.database) == caught_up
