@@ -418,7 +418,7 @@ class _Writes:
         postgres: bool,
         tracking: dict[str, tuple[int, int]],
     ) -> None:
-        self._writes: list[Callable[[Cursor], object]] = [self._expect]
+        self._writes: list[Callable[[Cursor], object]] = []
         self._read = read
         self._postgres = postgres
         self._tracking = {name: nid for name, (nid, _) in tracking.items()}
@@ -458,6 +458,7 @@ class _Writes:
 
     def replay(self, cursor: Cursor) -> None:
         """Run the kept writes, in order, on a cursor in the batch's transaction."""
+        self._expect(cursor)
         for write in self._writes:
             write(cursor)
 
