@@ -43,15 +43,15 @@ def test_a_rebuild_in_small_batches_over_more_cases_than_are_cached_equals_follo
     # size, meets directory changes half way, and cases come back after being evicted.
     monkeypatch.setattr(following, "_PAGE", 3)
     monkeypatch.setattr(following, "_REBUILD_BATCH", 7)
-    monkeypatch.setattr(following, "_CACHED_CASES", 2)
     live_follower = follow_each_append(projected)
     cases = [play_worked_case(projected.world) for _ in range(3)]
     for worked in cases:  # back to the first cases, long after they were evicted
         say_preferences(projected, worked, "Spanish")
     assert live_follower.catch_up() == 0, "the live follower fell behind"
     live = dump(projected.database)
+    follower = Follower(projected.world.ledger, projected.database, cached_cases=2)
 
-    rebuilt = projected.follower.rebuild()
+    rebuilt = follower.rebuild()
 
     assert rebuilt == projected.world.ledger.size()
     assert dump(projected.database) == live
