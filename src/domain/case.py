@@ -48,8 +48,8 @@ class Proposal:
     withdrawn_at: str | None = None
 
 
-# Structs without GC tracking for what a case keeps per entry: plain values, never cycles, and
-# cheaper to make than dataclasses.
+# What a case keeps for every entry (this and EntryRef) are Structs without GC tracking: plain
+# values, never in cycles, and cheaper to make than dataclasses.
 class Opinion(msgspec.Struct, gc=False):
     person: str
     proposal: str
