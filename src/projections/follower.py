@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any, cast
 from uuid import UUID
@@ -530,8 +531,7 @@ def _insert(cursor: Cursor, into: str, rows: Sequence[Sequence[Any]]) -> None:
     per_statement = _PARAMETERS // width
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
-        values = [value for row in chunk for value in row]
-        cursor.execute(insert_sql(into, width, len(chunk)), values)
+        cursor.execute(insert_sql(into, width, len(chunk)), list(chain.from_iterable(chunk)))
 
 
 # SQLite's limit on a statement's parameters (since 3.32).
