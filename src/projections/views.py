@@ -27,7 +27,8 @@ class Batch:
     # Every stream the batch touched (by any key), noted by the follower for all projections.
     cases: dict[str, Stream] = field(default_factory=dict)
     decisions: dict[tuple[str, str], Case] = field(default_factory=dict)
-    rows: list[AuditRow] = field(default_factory=list)
+    # Audit rows as written: position, case, seq, author, hash and the encoded AuditRow.
+    rows: list[tuple[int, str, int, str, str, bytearray]] = field(default_factory=list)
     # Each correction: the corrected entry's hash, case and seq, and the correcting entry's hash.
     corrections: list[tuple[str, str, int, str]] = field(default_factory=list)
     reads: list[AccessRow] = field(default_factory=list)
@@ -159,37 +160,38 @@ class AuditProjection(Projection):
         elif isinstance(state, Directory):
             role, late = "authority", False
         on_behalf_of = statement.on_behalf_of
-        batch.rows.append(
-            AuditRow(
-                batch.position,
-                statement.stream,
-                entry.seq,
-                statement.kind,
-                builder.people.get(statement.by) or builder.person(statement.by),
-                role,
-                statement.at,
-                entry.recorded_at,
-                bool(late),
-                entry.hash,
-                statement.kid,
-                builder.person(on_behalf_of) if on_behalf_of else None,
-            )
+        row = AuditRow(
+            batch.position,
+            statement.stream,
+            entry.seq,
+            statement.kind,
+            builder.people.get(statement.by) or builder.person(statement.by),
+            role,
+            statement.at,
+            entry.recorded_at,
+            bool(late),
+            entry.hash,
+            statement.kid,
+            builder.person(on_behalf_of) if on_behalf_of else None,
         )
+        # Encoded at once: a correction later in the batch decodes its row again (rarely).
+        batch.rows.append((row.position, row.stream, row.seq, row.by.id, row.hash, encode_row(row)))
         batch.position += 1
 
     def flush(self, cursor: Cursor, batch: Batch) -> None:
         stored: dict[tuple[str, int], list[str]] = {}
         if batch.corrections:
-            pending = {row.hash: row for row in batch.rows}
+            pending = {row[4]: index for index, row in enumerate(batch.rows)}
             for target, case_id, seq, correction in batch.corrections:
                 if target in pending:
-                    pending[target].corrected_by.append(correction)
+                    index = pending[target]
+                    row = msgspec.json.decode(batch.rows[index][5], type=AuditRow)
+                    row.corrected_by.append(correction)
+                    batch.rows[index] = (*batch.rows[index][:5], encode_row(row))
                 else:
                     stored.setdefault((case_id, seq), []).append(correction)
         cursor.copy(
-            "projection_audit",
-            ("position", "case_id", "seq", "author", "hash", "doc"),
-            [(r.position, r.stream, r.seq, r.by.id, r.hash, encode_row(r)) for r in batch.rows],
+            "projection_audit", ("position", "case_id", "seq", "author", "hash", "doc"), batch.rows
         )
         # One read and one write per corrected row: the writes may run only after the batch.
         for (case_id, seq), corrections in stored.items():
