@@ -5,7 +5,10 @@ the ledger. Either is released when the process dies, so another can take over."
 from __future__ import annotations
 
 import fcntl
+import logging
+import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,6 +58,41 @@ class Leadership:
         if self._held is not None:
             self._held.close()
             self._held = None
+
+
+def lead_and_follow(
+    leadership: Leadership,
+    step: Callable[[], int],
+    stop: threading.Event,
+    wake: threading.Event,
+    idle: float,
+    led: Callable[[], None] = lambda: None,
+) -> None:
+    """A follower's background loop: wait until this process leads (then call `led`), and call
+    `step` until `stop` is set, waiting on `wake` (at most `idle` seconds) when it did nothing.
+
+    A step either committed whole or not at all, so a failing one is logged and retried with
+    exponential back-off.
+    """
+    while not stop.is_set() and not leadership.try_acquire():
+        stop.wait(1.0)
+    led()
+    failures = 0
+    while not stop.is_set():
+        wake.clear()
+        try:
+            done = step()
+        except Exception:
+            failures += 1
+            _log.exception("%s failed (attempt %d); retrying", leadership.name, failures)
+            stop.wait(min(30.0, 0.1 * 2**failures))
+            continue
+        failures = 0
+        if not done:
+            wake.wait(idle)
+
+
+_log = logging.getLogger(__name__)
 
 
 def _key(name: str) -> int:

@@ -24,10 +24,10 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint
 from ledger.errors import IntegrityViolation, LedgerError
 from ledger.keys import Ed25519PrivateKey
-from ledger.leader import Leadership
+from ledger.leader import Leadership, lead_and_follow
 from ledger.ledger import Ledger
 from ledger.stream import ENTRY_TOPIC
-from ledger.tables import Cursor, Tables
+from ledger.tables import Cursor, EventRows, Tables
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS log_entries (position BIGINT PRIMARY KEY,"
@@ -66,6 +66,8 @@ class Log:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.tables = Tables(ledger.store, SCHEMA)
+        self._events_table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
+        self._entry_rows = EventRows(self.tables, self._events_table, [ENTRY_TOPIC])
 
     def close(self) -> None:
         self.tables.close()
@@ -116,8 +118,7 @@ class Log:
         One indexed range read joining positions to the event rows, so catch-up costs no more
         than reading the log itself.
         """
-        table = self.ledger.recorder.events_table_name  # type: ignore[attr-defined]
-        key = "notification_id" if self.tables.postgres else "rowid"
+        table, key = self._events_table, self._entry_rows.key
         bound = "" if upto is None else " AND l.position <= ?"
         params: tuple[int, ...] = (after,) if upto is None else (after, upto)
         rows = self.tables.query(
@@ -133,16 +134,8 @@ class Log:
 
         Read straight from the event table (the sealer's hot path: no event objects).
         """
-        table = self.ledger.recorder.events_table_name  # type: ignore[attr-defined]
-        key = "notification_id" if self.tables.postgres else "rowid"
-        rows = self.tables.query(
-            f"SELECT {key}, originator_id, originator_version, state FROM {table}"
-            f" WHERE {key} > ? AND topic = ? ORDER BY {key} LIMIT ?",
-            (after, ENTRY_TOPIC, limit),
-        )
-        if self.tables.postgres:
-            return [(int(n), str(o), int(v), bytes(d)) for n, o, v, d in rows]
-        return [(int(n), _dashed(o), int(v), bytes(d)) for n, o, v, d in rows]
+        rows = self._entry_rows.after(after, limit)
+        return [(int(n), _dashed(o), int(v), bytes(d)) for n, o, v, _, d in rows]
 
     def last_position_upto(self, notification_id: int) -> int:
         """The last position whose entry is at or before this notification (-1 if none)."""
@@ -330,27 +323,17 @@ class Sealer:
         self.leadership.release()
 
     def _run(self, poll: float) -> None:
-        while not self._stop.is_set() and not self.leadership.try_acquire():
-            self._stop.wait(1.0)
-        self._frontier = None  # whoever led before may have sealed more
-        failures = 0
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                sealed = self.run_once()
-            except Exception:
-                failures += 1
-                _log.exception("sealing failed (attempt %d); retrying", failures)
-                self._stop.wait(min(30.0, 0.1 * 2**failures))
-                continue
-            failures = 0
-            if not sealed:
-                self._wake.wait(min(poll, self.interval))
+        def led() -> None:
+            self._frontier = None  # whoever led before may have sealed more
+
+        lead_and_follow(
+            self.leadership, self.run_once, self._stop, self._wake, min(poll, self.interval), led
+        )
 
 
 def _dashed(hex_id: str) -> str:
     """A UUID stored as 32 hex digits, in its usual 8-4-4-4-12 form."""
-    h = hex_id.replace("-", "")
+    h = hex_id
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

@@ -13,7 +13,6 @@ thread of their own, which writes one batch while the next is folded.
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import logging
 import queue
@@ -22,8 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -32,16 +30,15 @@ from ledger.access import READ_TOPIC
 from ledger.directory import Directory
 from ledger.entry import follow_entry
 from ledger.errors import IntegrityViolation, Malformed
+from ledger.leader import Leadership, lead_and_follow
 from ledger.ledger import Ledger
-from ledger.store import connect
 from ledger.stream import ENTRY_TOPIC, Record, Stream
-from ledger.tables import Tables
+from ledger.tables import EventRow, EventRows, Tables
 from projections.database import Cursor, Database
 from projections.documents import Builder
 from projections.views import PROJECTIONS, Batch, Projection, insert_sql
 
 _log = logging.getLogger(__name__)
-_LOCK_KEY = 0x0ACC0D
 _KEY = 0x0ACC0E  # a batch's transaction on PostgreSQL (see _Writes._expect)
 # Memory is bounded by this many case states, whatever the ledger's size; a miss replays.
 _CACHED_CASES = 32
@@ -75,7 +72,7 @@ class Follower:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._leader: Any = None
+        self.leadership = Leadership(ledger.store, "follower")
         self._directory: Directory | None = None
         self._listeners: list[Callable[[int], object]] = []
         ledger.on_append(self._wake.set)
@@ -150,13 +147,15 @@ class Follower:
     def _catch_up(self, limit: int, progress: Callable[[int], None] | None) -> int:
         """Batches until the log is exhausted, each one written while the next is folded."""
         total = 0
-        log = _LogReader(self.ledger)
+        tables = Tables(self.ledger.store, ())  # the event store's own file or schema
+        table = self.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+        log = EventRows(tables, table, _TOPICS)
         try:
             while True:
                 writer = _Writer(self.database, self._committed)
                 try:
                     tracking = self.tracking()
-                    while prepared := self._prepare(tracking, limit, log.rows, writer.read):
+                    while prepared := self._prepare(tracking, limit, log.after, writer.read):
                         tracking, count = prepared.tracking, prepared.count
                         writer.submit(prepared)
                         del prepared  # the writer's now: freed once written, not kept longer
@@ -172,13 +171,13 @@ class Follower:
                     writer.close(failed=True)
                     raise
         finally:
-            log.close()
+            tables.close()
 
     def _prepare(
         self,
         tracking: dict[str, tuple[int, int]],
         limit: int,
-        rows: Callable[[int, int], Sequence[_Row]],
+        rows: Callable[[int, int], Sequence[EventRow]],
         read: Callable[[str, Sequence[Any]], list[Any]],
     ) -> _Prepared | None:
         """Fold up to `limit` notifications after `tracking` (`rows(after, limit)` reads them)
@@ -215,7 +214,7 @@ class Follower:
         )
         return _Prepared(writes, after, count, done)
 
-    def _notifications(self, after: int, limit: int) -> list[_Row]:
+    def _notifications(self, after: int, limit: int) -> list[EventRow]:
         """The log through eventsourcing's own reader (the live path: small pages)."""
         return [
             (n.id, _uuid(n.originator_id).hex, n.originator_version, n.topic, n.state)
@@ -233,7 +232,7 @@ class Follower:
 
     def _fold(
         self,
-        rows: Sequence[_Row],
+        rows: Sequence[EventRow],
         tracking: dict[str, tuple[int, int]],
         batch: dict[str, Batch],
         touched: dict[str, Stream],
@@ -314,89 +313,24 @@ class Follower:
         self.resign()
 
     def _run(self, poll: float) -> None:
-        while not self._stop.is_set() and not self.try_lead():
-            self._stop.wait(1.0)
-        failures = 0
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                applied = self.run_once()
-            except Exception:
-                # A batch either committed whole or not at all: log, back off, try again.
-                failures += 1
-                _log.exception("projection batch failed (attempt %d); retrying", failures)
-                self._stop.wait(min(30.0, 0.1 * 2**failures))
-                continue
-            failures = 0
-            if not applied:
-                self._wake.wait(poll)
+        lead_and_follow(self.leadership, self.run_once, self._stop, self._wake, poll)
 
     def try_lead(self) -> bool:
         """Take the follower lock (advisory on PostgreSQL, a file lock on SQLite) if free."""
-        store = self.ledger.store
-        if store.is_postgres:
-            conn = connect(store, autocommit=True)
-            schema = store.env.get("POSTGRES_SCHEMA", "public")
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_KEY, schema)
-            ).fetchone()
-            if row is None or not row[0]:
-                conn.close()
-                return False
-            self._leader = conn  # the lock lives as long as this session
-            return True
-        handle: IO[bytes] = Path(f"{store.env['SQLITE_DBNAME']}.follower.lock").open("ab")  # noqa: SIM115 (held while leading)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._leader = handle
-        return True
+        return self.leadership.try_acquire()
 
     @property
     def leading(self) -> bool:
         """Whether this process holds the follower lock."""
-        return self._leader is not None
+        return self.leadership.held
 
     def resign(self) -> None:
         """Let go of the follower lock, so another process can lead."""
-        if self._leader is not None:
-            self._leader.close()
-            self._leader = None
-
-
-# A notification as the follower reads it: id, stream id (32 hex digits), version, topic, state.
-_Row = tuple[int, str, int, str, bytes]
+        self.leadership.release()
 
 
 class _Moved(Exception):
     """A batch was not written: its projections had moved on since it was read."""
-
-
-class _LogReader:
-    """Reads the notification log straight from the event table, as plain rows: eventsourcing's
-    reader, making an event object of each, takes several times as long."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self._tables = Tables(ledger.store, ())  # the event store's own file or schema
-        table = ledger.recorder.events_table_name  # type: ignore[attr-defined]
-        if self._tables.postgres:
-            key, stream = "notification_id", "replace(originator_id::text, '-', '')"
-        else:
-            key, stream = "rowid", "originator_id"  # eventsourcing stores UUIDs' hex there
-        topics = ", ".join("?" for _ in _TOPICS)
-        self._sql = (
-            f"SELECT {key}, {stream}, originator_version, topic, state FROM {table}"
-            f" WHERE {key} > ? AND topic IN ({topics}) ORDER BY {key} LIMIT ?"
-        )
-
-    def rows(self, after: int, limit: int) -> list[_Row]:
-        """Up to `limit` notifications after id `after`, in order."""
-        return self._tables.query(self._sql, (after, *_TOPICS, limit))
-
-    def close(self) -> None:
-        self._tables.close()
 
 
 @dataclass
