@@ -127,11 +127,18 @@ def fingerprint(ledger: Ledger) -> tuple[int, int, str]:
     )
 
 
-def tamper(store_url: str, stream: uuid.UUID, seq: int, state: bytes | None) -> None:
-    """Overwrite (or, with None, delete) a stored entry behind the ledger's back."""
+def tamper(
+    store_url: str,
+    stream: uuid.UUID,
+    seq: int,
+    state: bytes | None,
+    application: type[Ledger] = Ledger,
+) -> None:
+    """Overwrite (or, with None, delete) a stored entry behind the ledger's back (on
+    PostgreSQL the table is named after the application class)."""
     store = parse_store(store_url)
     if store.is_postgres:
-        table = f'"{store.env["POSTGRES_SCHEMA"]}".ledger_events'
+        table = f'"{store.env["POSTGRES_SCHEMA"]}".{application.name.lower()}_events'
         where = "WHERE originator_id = %s AND originator_version = %s"
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             if state is None:

@@ -87,10 +87,9 @@ class Identity:
         at: str | None = None,
     ) -> bytes:
         """A signed submission, ready for `AsyncClient.submit`."""
-        statement = self.author.statement(
+        return self.author.submission(
             stream, kind, body, for_=for_, statement_id=statement_id, at=at
         )
-        return self.author.sign(statement)
 
 
 @dataclass(frozen=True)

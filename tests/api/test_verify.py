@@ -36,6 +36,7 @@ from ledger.stream import EntryRecorded
 from ledger.verify import Failure, VerificationFailed
 from tests.api.test_cli import CLI
 from tests.conftest import PG_DSN, World, create_schema, drop_schema
+from tests.conftest import tamper as tamper_store
 from tests.domain.conftest import WorkedCase, cast
 
 ORIGIN = "clinic.example/accord"
@@ -45,22 +46,7 @@ CASE_SIZE = 25
 
 def tamper(url: str, stream: uuid.UUID, seq: int, state: bytes | None) -> None:
     """Overwrite (or, with None, delete) a stored entry of the decision record behind its back."""
-    store = parse_store(url)
-    if store.is_postgres:
-        table = f'"{store.env["POSTGRES_SCHEMA"]}".{DecisionRecord.name.lower()}_events'
-        where = "WHERE originator_id = %s AND originator_version = %s"
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            if state is None:
-                conn.execute(f"DELETE FROM {table} {where}", (stream, seq))
-            else:
-                conn.execute(f"UPDATE {table} SET state = %s {where}", (state, stream, seq))
-        return
-    where = "WHERE originator_id = ? AND originator_version = ?"
-    with sqlite3.connect(store.env["SQLITE_DBNAME"]) as conn:
-        if state is None:
-            conn.execute(f"DELETE FROM stored_events {where}", (stream.hex, seq))
-        else:
-            conn.execute(f"UPDATE stored_events SET state = ? {where}", (state, stream.hex, seq))
+    tamper_store(url, stream, seq, state, DecisionRecord)
 
 
 @dataclass
