@@ -37,7 +37,6 @@ import json
 import os
 import pstats
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,7 +61,7 @@ from rich.table import Table
 
 from api.home import Home
 from api.tokens import Scope, issue
-from bench.common import Result, compared, rate, report, store_urls
+from bench.common import Result, compared, free_port, rate, report, store_urls, wait_until_healthy
 from domain.record import DecisionRecord
 from domain.worked_case import CAST, birth_date, play
 from ledger import keys
@@ -191,7 +190,7 @@ def prepare(record: DecisionRecord, authority: Authority) -> Prepared:
 @contextlib.contextmanager
 def serving(home: Path, profile: Path | None) -> Iterator[str]:
     """`accord --home HOME serve` in a subprocess on a free port; yields its URL."""
-    port = _free_port()
+    port = free_port()
     if profile is None:
         command = [sys.executable, "-m", "api.cli", "--home", str(home)]
         command += ["serve", "--port", str(port)]
@@ -205,7 +204,7 @@ def serving(home: Path, profile: Path | None) -> Iterator[str]:
 @contextlib.contextmanager
 def doing_nothing() -> Iterator[str]:
     """An aiohttp server whose only handler does nothing, in a subprocess."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-c", DO_NOTHING_SERVER, str(port)]
     with _process(command, f"http://127.0.0.1:{port}") as url:
         yield url
@@ -216,7 +215,7 @@ def _process(command: list[str], url: str) -> Iterator[str]:
     with tempfile.TemporaryFile() as errors:
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
         try:
-            _wait_until_healthy(url, server)
+            wait_until_healthy(url, server)
             yield url
         finally:
             server.send_signal(signal.SIGTERM)
@@ -275,28 +274,6 @@ def print_profile(path: Path, store: str) -> None:
     for order in ("tottime", "cumulative"):
         console.rule(f"server CPU profile ({store}), by {order}")
         stats.sort_stats(order).print_stats(40)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode} before answering")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become healthy")
 
 
 def _settle(url: str) -> None:

@@ -27,7 +27,6 @@ import contextlib
 import cProfile
 import pstats
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from rich.console import Console
 
 from api.home import CONFIG, Home
 from api.tokens import Scope, issue
-from bench.common import Result, report, store_urls
+from bench.common import Result, free_port, report, store_urls, wait_until_healthy
 from bench.projections import build
 from ledger import keys
 from ledger.author import Author
@@ -294,7 +293,7 @@ async def append_paced(session: aiohttp.ClientSession, url: str, statements: lis
 @contextlib.contextmanager
 def serving(home: Path, profile: Path | None) -> Iterator[str]:
     """`accord --home HOME serve` in a subprocess on a free port; yields its URL."""
-    port = _free_port()
+    port = free_port()
     if profile is None:
         command = [sys.executable, "-m", "api.cli", "--home", str(home), "serve"]
         command += ["--port", str(port)]
@@ -306,7 +305,7 @@ def serving(home: Path, profile: Path | None) -> Iterator[str]:
         # Access lines go to stdout, one per request: discarded, never left to fill a pipe.
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
         try:
-            _wait_until_healthy(url, server)
+            wait_until_healthy(url, server)
             yield url
         finally:
             server.send_signal(signal.SIGTERM)
@@ -361,28 +360,6 @@ def print_profile(path: Path, what: str) -> None:
     for order in ("tottime", "cumulative"):
         console.rule(f"server profile ({what}), by {order}")
         stats.sort_stats(order).print_stats(30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode} before answering")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become healthy")
 
 
 def _get_json(url: str) -> dict[str, Any]:

@@ -336,7 +336,7 @@ def create_app(service: Service) -> web.Application:
     async def started(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
         service.watch_follower(loop)
-        service.feed = Feed(service.log, service.record.origin)
+        service.feed = Feed(service.record.origin)
         if service.sealer is not None:
             service.sealer.on_commit(lambda size: loop.call_soon_threadsafe(service.feed.sealed))
         head = await service.read(service.log.size) - 1

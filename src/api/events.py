@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from domain.bodies import SharingScope
-from ledger.log import Log, SealedEntry
+from ledger.log import SealedEntry
 from projections.documents import Register
 from projections.queries import Projections
 
@@ -148,8 +148,7 @@ class Feed:
     does not grow with the number of subscribers or with how far behind they are.
     """
 
-    def __init__(self, log: Log, origin: str, size: int = 4096) -> None:
-        self.log = log
+    def __init__(self, origin: str, size: int = 4096) -> None:
         self.origin = origin
         self._ring: deque[Event] = deque(maxlen=size)
         self._sealed = asyncio.Event()
