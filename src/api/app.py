@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import queue
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from domain.record import DecisionRecord
 from ledger import access as access_records
 from ledger import bundle
 from ledger.keys import public_key_b64, public_key_from_b64
-from ledger.ledger import Receipt
+from ledger.ledger import Accepted, Receipt
 from ledger.log import Log, SealedEntry, Sealer
 from ledger.statement import MAX_SUBMISSION_BYTES
 from projections.database import Database
@@ -40,6 +42,7 @@ from projections.queries import Projections
 
 T = TypeVar("T")
 JSON = "application/json"
+_GROUP = 64  # at most this many submissions share a transaction
 GRANT = web.RequestKey("grant", Grant)  # the token's grant, once authenticated (for the logs)
 _FEED_TASK = web.AppKey("feed", asyncio.Task[None])
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
@@ -143,10 +146,47 @@ class Service:
         )
         self._caught_up = 0
         self._progress: asyncio.Event | None = None
+        self._queue: queue.SimpleQueue[tuple[bytes, asyncio.Future[Accepted]] | None]
+        self._queue = queue.SimpleQueue()
+        self._committer: threading.Thread | None = None
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a write in the writer thread (appends are serial in one process anyway)."""
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def submit(self, data: bytes) -> Accepted:
+        """Submit a statement through the group-commit writer: submissions that arrive while
+        it is busy are appended together, in one transaction, when it is free."""
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._queue.put((data, future))
+        return await future
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the group-commit writer and follow the follower's progress, on this loop."""
+        self.watch_follower(loop)
+        self._committer = threading.Thread(
+            target=self._commit_groups, args=(loop,), name="accord-committer", daemon=True
+        )
+        self._committer.start()
+
+    def _commit_groups(self, loop: asyncio.AbstractEventLoop) -> None:
+        while (first := self._queue.get()) is not None:
+            group = [first]
+            while len(group) < _GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this group
+                    break
+                group.append(item)
+            answers: list[Accepted | BaseException]
+            try:
+                answers = list(self.record.submit_many([data for data, _ in group]))
+            except Exception as exc:  # the store failed: every submission of the group fails
+                answers = [exc] * len(group)
+            loop.call_soon_threadsafe(_settle, [future for _, future in group], answers)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking read in a reader thread."""
@@ -181,9 +221,24 @@ class Service:
         return True
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._queue.put(None)
+            self._committer.join()
         self._writer.shutdown()
         self._readers.shutdown()
         self.tokens.close()
+
+
+def _settle(
+    futures: list[asyncio.Future[Accepted]], answers: list[Accepted | BaseException]
+) -> None:
+    for future, answer in zip(futures, answers, strict=True):
+        if future.done():  # the client went away
+            continue
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -335,7 +390,7 @@ def create_app(service: Service) -> web.Application:
 
     async def started(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
-        service.watch_follower(loop)
+        service.start(loop)
         service.feed = Feed(service.record.origin)
         if service.sealer is not None:
             service.sealer.on_commit(lambda size: loop.call_soon_threadsafe(service.feed.sealed))
@@ -441,7 +496,7 @@ class _Handlers:
                 data = await request.read()
         except TimeoutError:
             raise ApiError("timeout", "the request body did not arrive in time") from None
-        accepted = await service.write(service.record.submit, data)
+        accepted = await service.submit(data)
         if accepted.created:
             service.metrics.appends.inc()
             assert accepted.notification_id is not None

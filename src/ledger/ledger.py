@@ -119,6 +119,38 @@ class Ledger(Application[UUID]):
 
     def submit(self, data: bytes) -> Accepted:
         """Verify a submission and append it; raises a `LedgerError` and stores nothing if bad."""
+        submission, stream_id = self._parse(data)
+        with self._append_lock:
+            return self._submit(submission, stream_id)
+
+    def submit_many(self, batch: Sequence[bytes]) -> list[Accepted | LedgerError]:
+        """Submit several statements at once, each answered as `submit` would answer it (an
+        `Accepted`, or the `LedgerError` it would raise), in the order given.
+
+        Group commit: the ones that pass are appended in one transaction, so concurrent writers
+        share one commit and one directory read. A statement judged on a state the transaction
+        does not hold (a directory statement, a second use of an id, a rule or signature
+        failure, a stream another process moved on) is judged again alone, exactly as `submit`
+        would, after the others.
+        """
+        answers: list[Accepted | LedgerError | None] = [None] * len(batch)
+        parsed: list[tuple[int, Submission, UUID]] = []
+        for i, data in enumerate(batch):
+            try:
+                parsed.append((i, *self._parse(data)))
+            except LedgerError as exc:
+                answers[i] = exc
+        with self._append_lock:
+            alone = self._append_together(parsed, answers) if len(parsed) > 1 else parsed
+            for i, submission, stream_id in alone:
+                try:
+                    answers[i] = self._submit(submission, stream_id)
+                except LedgerError as exc:
+                    answers[i] = exc
+        assert all(answer is not None for answer in answers)
+        return cast(list[Accepted | LedgerError], answers)
+
+    def _parse(self, data: bytes) -> tuple[Submission, UUID]:
         submission = parse_submission(data)
         statement = submission.statement
         if statement.ledger != self.origin:
@@ -126,8 +158,72 @@ class Ledger(Application[UUID]):
         stream_id = UUID(statement.stream)
         if stream_id != self.directory_id and stream_id.version not in (4, 7):
             raise Malformed("a stream id must be a random (v4) or time-ordered (v7) UUID")
-        with self._append_lock:
-            return self._submit(submission, stream_id)
+        return submission, stream_id
+
+    def _append_together(
+        self,
+        parsed: list[tuple[int, Submission, UUID]],
+        answers: list[Accepted | LedgerError | None],
+    ) -> list[tuple[int, Submission, UUID]]:
+        """Append in one transaction every statement that passes on the cached states; return
+        the rest, to be judged alone. Only called under the append lock."""
+        directory = cast(Directory, self._state(self.directory_id, fresh=True))
+        alone: list[tuple[int, Submission, UUID]] = []
+        together: list[tuple[int, str, Entry]] = []
+        events: list[EntryRecorded | StatementClaimed] = []
+        touched: dict[UUID, Stream] = {}
+        ids: set[str] = set()
+        for item in parsed:
+            i, submission, stream_id = item
+            statement = submission.statement
+            if stream_id == self.directory_id or statement.id in ids:
+                alone.append(item)
+                continue
+            try:
+                signer, record = self._signer(submission, directory, stream_id)
+                if not submission.signature_valid(signer):
+                    raise SignatureInvalid("the signature does not verify over the statement")
+                stream = touched.get(stream_id) or self._state(stream_id, fresh=False)
+                recorded_at = self.clock.next(directory.recorded_at, after=stream.recorded_at)
+                if record is not None:
+                    directory.check_valid(record, recorded_at)
+                self._admit(stream, submission, signer, directory, recorded_at)
+            except LedgerError:
+                alone.append(item)  # the answer (or a repeat's receipt) comes from `_submit`
+                continue
+            entry = make_entry(
+                submission.statement_bytes,
+                submission.sig,
+                stream.version + 1,
+                stream.head,
+                recorded_at,
+            )
+            # Later statements of this batch are judged on the stream with this entry in it.
+            stream.apply(entry)
+            touched[stream_id] = stream
+            ids.add(statement.id)
+            together.append((i, statement.stream, entry))
+            events.append(EntryRecorded(stream_id, entry.seq, entry))
+            events.append(
+                StatementClaimed(claim_id(statement.id), 1, statement.stream, entry.seq, entry.hash)
+            )
+        if not events:
+            return alone
+        try:
+            recordings = self.events.put(events)
+        except BaseException as exc:
+            # The cached states that took this batch's entries are wrong now.
+            for stream_id in touched:
+                self._states.get(stream_id, evict=True)
+            if isinstance(exc, IntegrityError):
+                return parsed  # a repeat, or a stream another process moved on: one by one
+            raise
+        self._notify(recordings)
+        for n, (i, stream_name, entry) in enumerate(together):
+            receipt = Receipt(stream_name, entry.seq, entry.hash, entry.recorded_at)
+            notification_id = recordings[2 * n].notification.id
+            answers[i] = Accepted(receipt, created=True, notification_id=notification_id)
+        return alone
 
     def _submit(self, submission: Submission, stream_id: UUID) -> Accepted:
         statement = submission.statement
