@@ -23,6 +23,7 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
+from api.background import Background
 from api.events import BATCH, Event, Feed, Visibility, event
 from api.metrics import Metrics
 from api.openapi import Param, Route, document
@@ -33,7 +34,7 @@ from ledger import access as access_records
 from ledger import bundle
 from ledger.keys import public_key_b64, public_key_from_b64
 from ledger.ledger import Accepted, Receipt
-from ledger.log import Log, SealedEntry, Sealer
+from ledger.log import Log, SealedEntry
 from ledger.statement import MAX_SUBMISSION_BYTES
 from projections.database import Database
 from projections.documents import AccessRow, AuditRow, MemberView, Plan, Register, Trace
@@ -127,11 +128,11 @@ class Service:
 
     record: DecisionRecord
     database: Database
-    follower: Follower
+    follower: Follower  # asked how far the projections are; `background` runs the follower
     log: Log
     ledger_key: str
     settings: Settings = field(default_factory=Settings)
-    sealer: Sealer | None = None
+    background: Background | None = None
     projections: Projections = field(init=False)
     metrics: Metrics = field(init=False)
 
@@ -162,8 +163,11 @@ class Service:
         return await future
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the group-commit writer and follow the follower's progress, on this loop."""
-        self.watch_follower(loop)
+        """Start the followers and the group-commit writer; follow their progress on `loop`."""
+        self._progress = asyncio.Event()
+        if self.background is not None:
+            self.record.on_append(self.background.appended)
+            self.background.start(loop, self._advance, lambda size: self.feed.sealed())
         self._committer = threading.Thread(
             target=self._commit_groups, args=(loop,), name="accord-committer", daemon=True
         )
@@ -192,11 +196,6 @@ class Service:
         """Run a blocking read in a reader thread."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
-    def watch_follower(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wake waiting writes when the follower (in this process) commits a batch."""
-        self._progress = asyncio.Event()
-        self.follower.on_commit(lambda nid: loop.call_soon_threadsafe(self._advance, nid))
-
     def _advance(self, notification_id: int) -> None:
         self._caught_up = max(self._caught_up, notification_id)
         if self._progress is not None:
@@ -224,6 +223,8 @@ class Service:
         if self._committer is not None:
             self._queue.put(None)
             self._committer.join()
+        if self.background is not None:
+            self.background.stop()
         self._writer.shutdown()
         self._readers.shutdown()
         self.tokens.close()
@@ -389,11 +390,8 @@ def create_app(service: Service) -> web.Application:
         app.router.add_route(route.method, route.path, getattr(handlers, route.name))
 
     async def started(app: web.Application) -> None:
-        loop = asyncio.get_running_loop()
-        service.start(loop)
         service.feed = Feed(service.record.origin)
-        if service.sealer is not None:
-            service.sealer.on_commit(lambda size: loop.call_soon_threadsafe(service.feed.sealed))
+        service.start(asyncio.get_running_loop())
         head = await service.read(service.log.size) - 1
 
         async def read(after: int) -> list[SealedEntry]:
@@ -473,7 +471,8 @@ class _Handlers:
 
     async def health(self, request: web.Request) -> web.Response:
         lag = await self.service.read(self.service.metrics.lag)
-        leader = self.service.follower.leading
+        background = self.service.background
+        leader = background is not None and background.leading
         return _json(Health("ok", leader, lag))
 
     async def metrics(self, request: web.Request) -> web.Response:

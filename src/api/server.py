@@ -1,5 +1,6 @@
-"""Running the API: one process that serves HTTP, follows the log (when it holds the follower
-lock) and writes one JSON access line per request to stdout.
+"""Running the API: a process that serves HTTP and writes one JSON access line per request to
+stdout, with the followers of the log (the sealer and the projection follower, which work
+when they hold their locks) beside it.
 
 Access lines hold the method, the route template, the status and timings, never a header, a
 query string or a body, so no token or statement content reaches the logs.
@@ -23,8 +24,9 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from api.app import GRANT, Service, Settings, create_app
+from api.background import Background, ChildProcess, Threads
 from api.home import Home
-from ledger.log import Log, Sealer
+from ledger.log import Log
 from projections.database import Database
 from projections.follower import Follower
 
@@ -69,20 +71,26 @@ async def running(
     port: int = 8080,
     settings: Settings | None = None,
     follow: bool = True,
+    child: bool = False,
 ) -> AsyncIterator[Running]:
-    """Serve the home's ledger until the block ends (port 0 picks a free port)."""
+    """Serve the home's ledger until the block ends (port 0 picks a free port).
+
+    With `follow`, the sealer and the projection follower run beside the handlers: in threads
+    of this process, or with `child` in a child process (see `api.background`).
+    """
     record = home.open_ledger(store)
     database = Database(record.store)
-    follower = Follower(record, database, cached_cases=1024)
-    sealer = Sealer(record, home.ledger_key())
+    background: Background | None = None
+    if follow:
+        background = ChildProcess(home, store) if child else Threads(home, store)
     service = Service(
         record,
         database,
-        follower,
+        Follower(record, database),
         Log(record),
         home.config.ledger_key,
         settings or Settings(),
-        sealer,
+        background,
     )
     runner = web.AppRunner(
         create_app(service),
@@ -97,18 +105,12 @@ async def running(
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        if follow:
-            sealer.start(poll=0.1)
-            follower.start(poll=0.1)
         bound = runner.addresses[0]
         yield Running(f"http://{_host(bound[0])}:{bound[1]}", service)
     finally:
         await runner.cleanup()
-        follower.stop()
-        sealer.stop()
-        sealer.log.close()
-        service.log.close()
         service.close()
+        service.log.close()
         database.close()
         record.close()
 
@@ -128,7 +130,7 @@ def serve(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with running(home, store, host, port) as server:
+        async with running(home, store, host, port, child=True) as server:
             if ready is not None:
                 await asyncio.to_thread(ready, server)
             await stop.wait()

@@ -111,6 +111,10 @@ class Ledger(Application[UUID]):
         """Call `callback` after each append in this process (followers wake on it)."""
         self._listeners.append(callback)
 
+    def appended_elsewhere(self) -> None:
+        """Wake this process's followers now: another process has appended."""
+        self._notify(())
+
     def _notify(self, recordings: Sequence[Recording[UUID]]) -> None:
         for callback in self._listeners:
             callback()

@@ -1,0 +1,200 @@
+"""The followers of the log that a server keeps running: the sealer and the projection follower.
+
+`Threads` runs them in the server's own process. `ChildProcess` (what `accord serve` uses) runs
+them in a child process, so that their work does not compete with the request handlers and
+the writer for one interpreter lock: the server tells the child after each append, and the
+child reports each committed batch back, over two pipes. The child stops when told to, when
+the server's end of the pipe closes (the server died, however it died), and never on a signal
+of its own: Ctrl-C reaches the whole process group, and the server stops the child in order,
+after the last requests. A child that dies is started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Protocol
+
+from api.home import Home
+from ledger.log import Sealer
+from projections.database import Database
+from projections.follower import Follower
+
+Report = Callable[[int], None]  # called on the event loop
+_POLL = 0.1  # seconds: how often the followers look for appends another process made
+_RESTART = 1.0  # seconds before a child that died is started again
+_STOP = 120.0  # seconds the child has to seal what is left when the server stops
+
+
+class Background(Protocol):
+    """What runs the followers of one server."""
+
+    @property
+    def leading(self) -> bool:
+        """Whether this server's projection follower holds the follower lock."""
+        ...
+
+    def start(self, loop: asyncio.AbstractEventLoop, projected: Report, sealed: Report) -> None:
+        """Start following; `projected(notification_id)` and `sealed(size)` run on `loop`
+        after each committed batch."""
+        ...
+
+    def appended(self) -> None:
+        """Wake the followers: the server appended (called in the thread that appended)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop following; the sealer first seals what is left."""
+        ...
+
+
+class Threads:
+    """The followers in threads of this process."""
+
+    def __init__(self, home: Home, store: str | None) -> None:
+        self.record = home.open_ledger(store)
+        self.database = Database(self.record.store)
+        self.follower = Follower(self.record, self.database, cached_cases=1024)
+        self.sealer = Sealer(self.record, home.ledger_key())
+
+    @property
+    def leading(self) -> bool:
+        return self.follower.leading
+
+    def start(self, loop: asyncio.AbstractEventLoop, projected: Report, sealed: Report) -> None:
+        self.follower.on_commit(lambda nid: loop.call_soon_threadsafe(projected, nid))
+        self.sealer.on_commit(lambda size: loop.call_soon_threadsafe(sealed, size))
+        self.sealer.start(poll=_POLL)
+        self.follower.start(poll=_POLL)
+
+    def appended(self) -> None:
+        self.record.appended_elsewhere()
+
+    def stop(self) -> None:
+        self.follower.stop()
+        self.sealer.stop()
+        self.sealer.log.close()
+        self.database.close()
+        self.record.close()
+
+
+class ChildProcess:
+    """The followers in a child process of this one."""
+
+    def __init__(self, home: Home, store: str | None) -> None:
+        self.home_path = home.path
+        self.store = store
+        self._context = multiprocessing.get_context("spawn")
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._wake: Connection | None = None  # to the child
+        self._lock = threading.Lock()  # appends come from the writer threads
+        self._leading = False
+        self._stopping = False
+
+    @property
+    def leading(self) -> bool:
+        return self._leading
+
+    def start(self, loop: asyncio.AbstractEventLoop, projected: Report, sealed: Report) -> None:
+        self._loop, self._projected, self._sealed = loop, projected, sealed
+        self._spawn()
+
+    def _spawn(self) -> None:
+        if self._stopping:
+            return
+        wake_read, wake_write = self._context.Pipe(duplex=False)
+        report_read, report_write = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_child,
+            args=(str(self.home_path), self.store, wake_read, report_write),
+            name="accord-followers",
+            daemon=True,
+        )
+        process.start()
+        wake_read.close()  # the child's ends: closed here, so that each side sees the other go
+        report_write.close()
+        with self._lock:
+            self._process, self._wake = process, wake_write
+        self._loop.add_reader(report_read.fileno(), self._receive, report_read)
+
+    def _receive(self, report: Connection) -> None:
+        try:
+            while report.poll():
+                kind, value = report.recv()
+                if kind == "projected":
+                    self._projected(value)
+                elif kind == "sealed":
+                    self._sealed(value)
+                else:
+                    self._leading = bool(value)
+        except (EOFError, OSError):
+            self._loop.remove_reader(report.fileno())
+            report.close()
+            self._leading = False
+            if not self._stopping:
+                _log.error("the followers' process ended; starting it again")
+                self._loop.call_later(_RESTART, self._spawn)
+
+    def appended(self) -> None:
+        with self._lock, contextlib.suppress(OSError):  # OSError: the child is starting again
+            if self._wake is not None:
+                self._wake.send(None)
+
+    def stop(self) -> None:
+        self._stopping = True
+        with self._lock:
+            process, wake = self._process, self._wake
+            self._wake = None
+        if process is None or wake is None:
+            return
+        with contextlib.suppress(OSError):
+            wake.send("stop")
+        wake.close()
+        process.join(_STOP)
+        if process.is_alive():
+            _log.error("the followers' process did not stop in time; killing it")
+            process.kill()
+            process.join()
+
+
+def _child(home_path: str, store: str | None, wake: Connection, report: Connection) -> None:
+    """The child process: follow until told to stop or until the server has gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    lock = threading.Lock()
+
+    def send(kind: str, value: int | bool) -> None:
+        with lock, contextlib.suppress(OSError):  # OSError: the server has gone
+            report.send((kind, value))
+
+    followers = Threads(Home.load(Path(home_path)), store)
+    followers.follower.on_commit(lambda nid: send("projected", nid))
+    followers.sealer.on_commit(lambda size: send("sealed", size))
+    followers.sealer.start(poll=_POLL)
+    followers.follower.start(poll=_POLL)
+    leading = False
+    try:
+        while True:
+            if wake.poll(1.0):
+                while wake.poll():
+                    if wake.recv() == "stop":
+                        return
+                followers.appended()
+            if followers.leading != leading:
+                leading = followers.leading
+                send("leading", leading)
+    except (EOFError, OSError):
+        pass  # the server has gone
+    finally:
+        followers.stop()
+        report.close()
+
+
+_log = logging.getLogger(__name__)
