@@ -1,12 +1,12 @@
 """The followers of the log that a server keeps running: the sealer and the projection follower.
 
 `Threads` runs them in the server's own process. `ChildProcess` (what `accord serve` uses) runs
-them in a child process, so that their work does not compete with the request handlers and
-the writer for one interpreter lock: the server tells the child after each append, and the
-child reports each committed batch back, over two pipes. The child stops when told to, when
-the server's end of the pipe closes (the server died, however it died), and never on a signal
-of its own: Ctrl-C reaches the whole process group, and the server stops the child in order,
-after the last requests. A child that dies is started again.
+them in a child process, `python -m api.background`, so that their work does not compete with
+the request handlers and the writer for one interpreter lock: the server tells the child after
+each append, and the child reports each committed batch back, over two pipes. The child stops
+when told to or when the server's end of the pipe closes (the server died, however it died),
+never on a signal of its own: Ctrl-C reaches the whole process group, and the server stops the
+child in order, after the last requests. A child that dies is started again.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
+import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -86,13 +88,12 @@ class Threads:
 
 
 class ChildProcess:
-    """The followers in a child process of this one."""
+    """The followers in a child process of this one (`python -m api.background`)."""
 
     def __init__(self, home: Home, store: str | None) -> None:
         self.home_path = home.path
         self.store = store
-        self._context = multiprocessing.get_context("spawn")
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._wake: Connection | None = None  # to the child
         self._lock = threading.Lock()  # appends come from the writer threads
         self._leading = False
@@ -109,20 +110,21 @@ class ChildProcess:
     def _spawn(self) -> None:
         if self._stopping:
             return
-        wake_read, wake_write = self._context.Pipe(duplex=False)
-        report_read, report_write = self._context.Pipe(duplex=False)
-        process = self._context.Process(
-            target=_child,
-            args=(str(self.home_path), self.store, wake_read, report_write),
-            name="accord-followers",
-            daemon=True,
+        wake_read, wake_write = os.pipe()
+        report_read, report_write = os.pipe()
+        command = [sys.executable, "-m", "api.background", str(self.home_path)]
+        command += [str(wake_read), str(report_write)]
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, pass_fds=(wake_read, report_write)
         )
-        process.start()
-        wake_read.close()  # the child's ends: closed here, so that each side sees the other go
-        report_write.close()
+        os.close(wake_read)  # the child's ends: closed here, so that each side sees the other go
+        os.close(report_write)
+        wake = Connection(wake_write, readable=False)
+        wake.send(self.store)  # not on the command line, where anyone could read a password
+        report = Connection(report_read, writable=False)
         with self._lock:
-            self._process, self._wake = process, wake_write
-        self._loop.add_reader(report_read.fileno(), self._receive, report_read)
+            self._process, self._wake = process, wake
+        self._loop.add_reader(report.fileno(), self._receive, report)
 
     def _receive(self, report: Connection) -> None:
         try:
@@ -157,14 +159,15 @@ class ChildProcess:
         with contextlib.suppress(OSError):
             wake.send("stop")
         wake.close()
-        process.join(_STOP)
-        if process.is_alive():
+        try:
+            process.wait(_STOP)
+        except subprocess.TimeoutExpired:
             _log.error("the followers' process did not stop in time; killing it")
             process.kill()
-            process.join()
+            process.wait()
 
 
-def _child(home_path: str, store: str | None, wake: Connection, report: Connection) -> None:
+def _child(home_path: str, wake: Connection, report: Connection) -> None:
     """The child process: follow until told to stop or until the server has gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -174,6 +177,10 @@ def _child(home_path: str, store: str | None, wake: Connection, report: Connecti
         with lock, contextlib.suppress(OSError):  # OSError: the server has gone
             report.send((kind, value))
 
+    try:
+        store = wake.recv()
+    except EOFError:
+        return
     followers = Threads(Home.load(Path(home_path)), store)
     followers.follower.on_commit(lambda nid: send("projected", nid))
     followers.sealer.on_commit(lambda size: send("sealed", size))
@@ -198,3 +205,11 @@ def _child(home_path: str, store: str | None, wake: Connection, report: Connecti
 
 
 _log = logging.getLogger(__name__)
+
+
+if __name__ == "__main__":
+    _child(
+        sys.argv[1],
+        Connection(int(sys.argv[2]), writable=False),
+        Connection(int(sys.argv[3]), readable=False),
+    )

@@ -132,10 +132,10 @@ class Ledger(Application[UUID]):
         `Accepted`, or the `LedgerError` it would raise), in the order given.
 
         Group commit: the ones that pass are appended in one transaction, so concurrent writers
-        share one commit and one directory read. A statement judged on a state the transaction
-        does not hold (a directory statement, a second use of an id, a rule or signature
-        failure, a stream another process moved on) is judged again alone, exactly as `submit`
-        would, after the others.
+        share one commit and one directory read. A statement the cached states cannot decide (a
+        directory statement, a second use of an id, a rule or signature failure, a stream
+        another process moved on) is judged alone, exactly as `submit` would, after the
+        transaction, which then holds nothing its answer could depend on.
         """
         answers: list[Accepted | LedgerError | None] = [None] * len(batch)
         parsed: list[tuple[int, Submission, UUID]] = []
@@ -170,18 +170,35 @@ class Ledger(Application[UUID]):
         answers: list[Accepted | LedgerError | None],
     ) -> list[tuple[int, Submission, UUID]]:
         """Append in one transaction every statement that passes on the cached states; return
-        the rest, to be judged alone. Only called under the append lock."""
+        the rest, to be judged alone. Only called under the append lock.
+
+        A statement judged alone is judged after this transaction, so nothing that its answer
+        could change may go ahead of it: no later statement of its stream or with its id, and
+        nothing after a directory statement (which may bind or revoke the keys of any).
+        """
         directory = cast(Directory, self._state(self.directory_id, fresh=True))
         alone: list[tuple[int, Submission, UUID]] = []
         together: list[tuple[int, str, Entry]] = []
         events: list[EntryRecorded | StatementClaimed] = []
         touched: dict[UUID, Stream] = {}
-        ids: set[str] = set()
+        ids: set[str] = set()  # statement ids in this transaction, or waiting to be judged alone
+        waiting: set[UUID] = set()  # streams with a statement waiting to be judged alone
+
+        def wait(item: tuple[int, Submission, UUID]) -> None:
+            alone.append(item)
+            ids.add(item[1].statement.id)
+            waiting.add(item[2])
+
         for item in parsed:
             i, submission, stream_id = item
             statement = submission.statement
-            if stream_id == self.directory_id or statement.id in ids:
-                alone.append(item)
+            if (
+                stream_id == self.directory_id
+                or self.directory_id in waiting
+                or stream_id in waiting
+                or statement.id in ids
+            ):
+                wait(item)
                 continue
             try:
                 signer, record = self._signer(submission, directory, stream_id)
@@ -193,7 +210,7 @@ class Ledger(Application[UUID]):
                     directory.check_valid(record, recorded_at)
                 self._admit(stream, submission, signer, directory, recorded_at)
             except LedgerError:
-                alone.append(item)  # the answer (or a repeat's receipt) comes from `_submit`
+                wait(item)  # the answer (or a repeat's receipt) comes from `_submit`
                 continue
             entry = make_entry(
                 submission.statement_bytes,
