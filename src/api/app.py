@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import heapq
+import itertools
 import queue
 import re
 import threading
@@ -44,6 +46,7 @@ from projections.queries import Projections
 T = TypeVar("T")
 JSON = "application/json"
 _GROUP = 64  # at most this many submissions share a transaction
+_POLL = 0.05  # seconds without news from the followers before a waiting write asks the store
 GRANT = web.RequestKey("grant", Grant)  # the token's grant, once authenticated (for the logs)
 _FEED_TASK = web.AppKey("feed", asyncio.Task[None])
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
@@ -145,8 +148,11 @@ class Service:
         self._readers = ThreadPoolExecutor(
             self.settings.reader_threads, thread_name_prefix="accord-reader"
         )
-        self._caught_up = 0
-        self._progress: asyncio.Event | None = None
+        self._caught_up = 0  # the notification id every projection includes, as last heard
+        self._heard = 0.0  # when that was (loop time)
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap of writes
+        self._tickets = itertools.count()
+        self._poller: asyncio.Task[None] | None = None
         self._queue: queue.SimpleQueue[tuple[bytes, asyncio.Future[Accepted]] | None]
         self._queue = queue.SimpleQueue()
         self._committer: threading.Thread | None = None
@@ -164,7 +170,6 @@ class Service:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the followers and the group-commit writer; follow their progress on `loop`."""
-        self._progress = asyncio.Event()
         if self.background is not None:
             self.record.on_append(self.background.appended)
             self.background.start(loop, self._advance, lambda size: self.feed.sealed())
@@ -197,29 +202,47 @@ class Service:
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
     def _advance(self, notification_id: int) -> None:
+        """The projections include `notification_id` (called on the loop): wake the writes
+        waiting for it, and only those."""
         self._caught_up = max(self._caught_up, notification_id)
-        if self._progress is not None:
-            self._progress.set()
-            self._progress = asyncio.Event()
+        self._heard = asyncio.get_running_loop().time()
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= self._caught_up:
+            future = heapq.heappop(waiting)[2]
+            if not future.done():
+                future.set_result(None)
 
     async def caught_up(self, notification_id: int, timeout: float) -> bool:
         """Wait (bounded) until every projection includes that notification."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._caught_up < notification_id:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            progress = self._progress or asyncio.Event()
-            try:
-                async with asyncio.timeout(min(remaining, 0.05)):
-                    await progress.wait()
-            except TimeoutError:
-                # The follower may run in another process: ask the database.
-                self._advance(await self.read(self.follower.caught_up_to))
+        if self._caught_up >= notification_id:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (notification_id, next(self._tickets), future))
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll())
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            future.cancel()
+            return False
         return True
 
+    async def _poll(self) -> None:
+        """While writes wait and the followers have said nothing for a while (they may run in
+        a process that does not report to this one), ask the database how far they are."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                await asyncio.sleep(_POLL)
+                if self._waiting and loop.time() - self._heard >= _POLL:
+                    self._advance(await self.read(self.follower.caught_up_to))
+        finally:
+            self._poller = None
+
     def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
         if self._committer is not None:
             self._queue.put(None)
             self._committer.join()
