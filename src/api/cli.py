@@ -17,11 +17,11 @@ from rich.progress import MofNCompleteColumn, Progress, TaskID
 from api import tokens
 from api.client import AccordError, AsyncClient
 from api.demo import describe, seed
-from api.home import Home, default_home, passphrase
+from api.home import Home, HomeError, default_home, passphrase
 from api.server import Running, running, serve
 from api.subscriber import Untrusted
 from api.tokens import Scope
-from api.verify import ledger_key_from, verify_file, verify_ledger
+from api.verify import NotVerifiable, ledger_key_from, verify_file, verify_ledger, verify_url
 from domain.record import DecisionRecord
 from ledger import access, bundle, keys
 from ledger import checkpoint as checkpoints
@@ -103,16 +103,23 @@ def _parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser(
         "verify",
-        help="verify the ledger (default: the home's store) or an evidence bundle; exit 1 at the"
-        " first bad entry",
+        help="verify the ledger (default: the home's store; or through a server's API) or an"
+        " evidence bundle; exit 1 at the first bad entry",
     )
-    verify.add_argument("--bundle", type=Path, help="an evidence bundle to check offline")
+    source = verify.add_mutually_exclusive_group()
+    source.add_argument("--bundle", type=Path, help="an evidence bundle to check offline")
+    source.add_argument(
+        "--url", help="verify the whole ledger through the API of the server at this URL"
+    )
     verify.add_argument(
         "--ledger-key",
         help="the ledger's public key (base64url, or a .pub file); default: the home's",
     )
     verify.add_argument(
         "--trusted", type=Path, help="a checkpoint saved earlier: also prove the log extends it"
+    )
+    verify.add_argument(
+        "--token", help="with --url: a service token without organisation ($ACCORD_TOKEN)"
     )
     verify.add_argument("--workers", type=int, help="processes to use (default: every core)")
     verify.set_defaults(run=_verify)
@@ -251,21 +258,15 @@ def _verify(args: argparse.Namespace) -> int:
             + (f"; {bundle.pending} later entries are not in the bundle" if bundle.pending else "")
         )
         return 0
+    if args.url is not None:
+        return _verify_url(args)
     home = _home(args)
     key = _ledger_key(args, home)
     trusted = None
     if args.trusted is not None:
         trusted = checkpoints.parse(args.trusted.read_text(), home.config.origin, key)
     with _open(args, home) as record, _progress() as progress:
-        tasks: dict[str, TaskID] = {}
-
-        def advance(phase: str, count: int, total: int) -> None:
-            if phase not in tasks:
-                label = "entries: signatures, chains, tree" if phase == "entries" else "rules"
-                tasks[phase] = progress.add_task(label, total=total)
-            progress.advance(tasks[phase], count)
-
-        report = verify_ledger(record, key, trusted, args.workers, advance)
+        report = verify_ledger(record, key, trusted, args.workers, _phases(progress))
     store = report.store
     print(
         f"verified {store.entries} entries in {store.streams} streams ({report.cases} cases):"
@@ -275,6 +276,64 @@ def _verify(args: argparse.Namespace) -> int:
         + (f"; it extends the trusted checkpoint of size {trusted.size}" if trusted else "")
     )
     return 0
+
+
+def _verify_url(args: argparse.Namespace) -> int:
+    origin = None
+    if args.ledger_key:
+        key = ledger_key_from(args.ledger_key)
+    else:
+        try:
+            home = _home(args)
+        except HomeError:
+            raise NotVerifiable(
+                "ledger_key_required",
+                "verifying through the API trusts only the ledger's public key: give"
+                " --ledger-key KEY (base64url, or a .pub file)",
+            ) from None
+        key, origin = keys.public_key_from_b64(home.config.ledger_key), home.config.origin
+    token = args.token or os.environ.get("ACCORD_TOKEN")
+    if not token:
+        raise NotVerifiable(
+            "unauthorized",
+            "reading every entry through the API needs a service token without organisation:"
+            " give --token or set ACCORD_TOKEN",
+        )
+    trusted = args.trusted.read_text() if args.trusted is not None else None
+    with _progress() as progress:
+        report = verify_url(args.url, token, key, trusted, args.workers, _phases(progress), origin)
+    log = report.store
+    print(
+        f"verified {log.entries} entries in {log.streams} streams ({report.cases} cases)"
+        f" through {args.url}: every signature, chain and position; the tree matches the"
+        f" server's signed checkpoint (latest: size {log.checkpoint.size}); the rules hold"
+        + (f"; {log.unsealed} entries are not sealed yet" if log.unsealed else "")
+        + (
+            f"; it extends the trusted checkpoint of size {report.trusted.size}"
+            if report.trusted
+            else ""
+        )
+    )
+    return 0
+
+
+_PHASES = {
+    "download": "entries: read through the API",
+    "entries": "entries: signatures, chains, tree",
+    "rules": "rules",
+}
+
+
+def _phases(progress: Progress) -> Callable[[str, int, int], None]:
+    """A progress callback that shows each phase of a verification as its own bar."""
+    tasks: dict[str, TaskID] = {}
+
+    def advance(phase: str, count: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = progress.add_task(_PHASES.get(phase, phase), total=total)
+        progress.update(tasks[phase], total=total, advance=count)
+
+    return advance
 
 
 def _subscribe(args: argparse.Namespace) -> int:

@@ -13,7 +13,8 @@ problem's stable `code`, so callers branch on codes, never on message text::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +33,7 @@ from api.errors import (
     Unavailable,
     error_from,
 )
+from api.events import Envelope
 from api.subscriber import Received, Verifier, follow, saved_position
 from ledger import keys
 from ledger.author import Author
@@ -44,6 +46,7 @@ __all__ = [
     "AccordError",
     "AsyncClient",
     "Client",
+    "EventPage",
     "Forbidden",
     "Identity",
     "NotFound",
@@ -98,6 +101,19 @@ class Submitted:
 
     receipt: Receipt
     created: bool
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One catch-up batch as the server sent it: the events, the position to continue after
+    (`Accord-Next-After`), and whether the token's scope hides some events (`Accord-Scoped`)."""
+
+    events: list[Envelope]
+    next_after: int
+    scoped: bool
+
+
+_POSITION = re.compile(r"^-?[0-9]{1,19}\Z")
 
 
 class AsyncClient:
@@ -181,6 +197,18 @@ class AsyncClient:
         """One catch-up batch of CloudEvents (unverified; `subscribe` verifies)."""
         return await self._get(f"/v1/events?after={after}&limit={limit}", list[dict[str, Any]])
 
+    async def event_page(self, after: int = -1, limit: int = 1000) -> EventPage:
+        """One catch-up batch, each entry's bytes exactly as sent (unverified: a verifier reads
+        the log with this)."""
+        _, body, headers = await self._exchange("GET", f"/v1/events?after={after}&limit={limit}")
+        events = msgspec.json.decode(body, type=list[Envelope])
+        next_after = headers.get("Accord-Next-After", "")
+        return EventPage(
+            events,
+            int(next_after) if _POSITION.match(next_after) else after,
+            headers.get("Accord-Scoped") == "true",
+        )
+
     async def subscribe(
         self, after: int = -1, position_file: Path | None = None
     ) -> AsyncIterator[Received]:
@@ -219,6 +247,13 @@ class AsyncClient:
     async def _request(
         self, method: str, path: str, data: bytes | None = None, content_type: str | None = None
     ) -> tuple[int, bytes]:
+        status, body, _ = await self._exchange(method, path, data, content_type)
+        return status, body
+
+    async def _exchange(
+        self, method: str, path: str, data: bytes | None = None, content_type: str | None = None
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """Status, body and headers of a request; a problem answer raises its `AccordError`."""
         session = self._open()
         headers = dict(self._headers)
         if content_type is not None:
@@ -227,7 +262,7 @@ class AsyncClient:
             body = await response.read()
             if response.status >= 400:
                 raise error_from(response.status, body)
-            return response.status, body
+            return response.status, body, response.headers
 
 
 class Client:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import msgspec
 import orjson
 
 from domain.bodies import SharingScope
@@ -74,6 +75,15 @@ def event(origin: str, sealed: SealedEntry) -> Event:
         sealed.hash,
         orjson.dumps(document),
     )
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """A CloudEvent as a verifier reads it: its position (`sequence`), the entry hash the log
+    sealed (`entryhash`), and the entry exactly as it was sent (`data`, never re-encoded)."""
+
+    sequence: str
+    entryhash: str
+    data: msgspec.Raw
 
 
 @dataclass

@@ -4,7 +4,9 @@ every change made behind the ledger's back is named by its global position, stre
 from __future__ import annotations
 
 import shutil
+import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +19,11 @@ import msgspec
 import psycopg
 import pytest
 
+from api import tokens
+from api.cli import main
 from api.home import Home
-from api.verify import verify_ledger
+from api.tokens import Scope
+from api.verify import verify_ledger, verify_url
 from domain.record import DecisionRecord
 from domain.worked_case import play
 from ledger import checkpoint as checkpoints
@@ -34,6 +39,7 @@ from ledger.statement import sign
 from ledger.store import parse_store
 from ledger.stream import EntryRecorded
 from ledger.verify import Failure, VerificationFailed
+from tests.api.conftest import serve_in_thread
 from tests.api.test_cli import CLI
 from tests.conftest import PG_DSN, World, create_schema, drop_schema
 from tests.conftest import tamper as tamper_store
@@ -359,6 +365,16 @@ def test_a_deleted_entry_is_named_by_the_position_it_held(sealed: Sealed, step: 
     assert failure is not None and "missing" in failure.problem
 
 
+def test_an_altered_entry_is_named_before_a_later_one_that_was_deleted(sealed: Sealed) -> None:
+    seq = sealed.worked.played.receipts["view"].seq
+    where = sealed.where(sealed.case, seq)
+    original = sealed.entry(sealed.case, seq).data
+    tamper(sealed.url, sealed.case, seq, changed_byte(original, b"swimming", b"swimmin!"))
+    tamper(sealed.url, sealed.case, sealed.worked.played.receipts["withdraw"].seq, None)
+
+    assert named(sealed.failure()) == where
+
+
 def test_two_swapped_entries_are_named_at_the_first_position_they_occupy(sealed: Sealed) -> None:
     first = sealed.worked.played.receipts["opinion:grace"].seq
     second = sealed.worked.played.receipts["opinion:daniel"].seq
@@ -633,9 +649,10 @@ def test_accord_verify_prints_the_first_bad_entry_on_one_line_and_exits_1(
 # -- the rules, replayed ----------------------------------------------------------------------
 
 
-def append_an_agreement_nobody_heard_the_child_for(sealed: Sealed) -> uuid.UUID:
+def append_an_agreement_nobody_heard_the_child_for(sealed: Sealed, seal: bool = True) -> uuid.UUID:
     """A new case whose fifth entry, an agreement completing a decision before the child was
-    heard (R6), is chained and signed like any entry but written past the rules; then sealed."""
+    heard (R6), is chained and signed like any entry but written past the rules; then sealed
+    (unless a running server seals it)."""
     okafor = sealed.worked.authors["okafor"]
     amara = sealed.worked.authors["amara"]
     case = uuid.uuid4()
@@ -686,7 +703,8 @@ def append_an_agreement_nobody_heard_the_child_for(sealed: Sealed) -> uuid.UUID:
         max(head.recorded_at, format_recorded(datetime.now(UTC))),
     )
     record.events.put([EntryRecorded(case, 5, entry)])
-    sealed.seal()
+    if seal:
+        sealed.seal()
     return case
 
 
@@ -732,3 +750,354 @@ def test_the_failure_line_names_the_stream_and_seq_once(
         f"accord: verification_failed: position {position}, stream {stream}, seq {seq}: "
     )
     assert line.count(str(stream)) == 1, line
+
+
+# -- through the API --------------------------------------------------------------------------
+
+
+@dataclass
+class Remote:
+    """The sealed ledger served on a loopback port, with a service token that reads every
+    entry; tampering with the store underneath shows through the API."""
+
+    sealed: Sealed
+    url: str
+    server: DecisionRecord
+    token: str
+
+    def issue(self, scope: Scope, organisation: str | None = None) -> str:
+        person = self.sealed.worked.authors["okafor"].person
+        return tokens.issue(self.server, person, scope, organisation)
+
+    def failure(
+        self, ledger_key: Ed25519PrivateKey | None = None, trusted: str | None = None
+    ) -> Failure | None:
+        """What `verify_url` reports, or None if the ledger verifies through the API."""
+        key = (ledger_key or self.sealed.ledger_key).public_key()
+        try:
+            verify_url(self.url, self.token, key, trusted, workers=1)
+        except VerificationFailed as exc:
+            return exc.failure
+        return None
+
+    def cli(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+        """`accord verify --url` from the sealed ledger's home (its ledger key by default)."""
+        command = CLI(self.sealed.home.path, self.sealed.url, capsys)
+        return command("verify", "--url", self.url, "--workers", "1", *args)
+
+
+@contextmanager
+def serving(sealed: Sealed) -> Iterator[Remote]:
+    with serve_in_thread(sealed.home) as server:
+        record = server.service.record
+        person = sealed.worked.authors["okafor"].person
+        yield Remote(sealed, server.url, record, tokens.issue(record, person, Scope.SERVICE))
+
+
+def wait_until_signed(sealed: Sealed, size: int, timeout: float = 30.0) -> None:
+    log = Log(sealed.record)
+    try:
+        deadline = time.monotonic() + timeout
+        while (latest := log.checkpoint()) is None or latest.size < size:
+            assert time.monotonic() < deadline, f"no checkpoint of {size} entries was signed"
+            time.sleep(0.05)
+    finally:
+        log.close()
+
+
+@pytest.fixture
+def remote(sealed: Sealed) -> Iterator[Remote]:
+    with serving(sealed) as served:
+        yield served
+
+
+def test_the_worked_case_verifies_through_the_api_with_the_counts_of_the_store(
+    remote: Remote, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCORD_TOKEN", remote.token)
+    store = CLI(remote.sealed.home.path, remote.sealed.url, capsys)
+    code, from_store, _ = store("verify", "--workers", "1")
+    assert code == 0
+
+    code, through_api, err = remote.cli(capsys)
+
+    assert code == 0, err
+    counts = f"verified {DIRECTORY_SIZE + CASE_SIZE} entries in 2 streams (1 cases)"
+    assert from_store.startswith(counts + ":")
+    assert through_api.startswith(f"{counts} through {remote.url}:")
+    assert f"latest: size {DIRECTORY_SIZE + CASE_SIZE}); the rules hold" in through_api
+    assert "not sealed" not in through_api
+    assert remote.token not in through_api + err
+
+
+def test_verify_url_reports_what_verify_ledger_reports(remote: Remote) -> None:
+    key = remote.sealed.ledger_key.public_key()
+    record = remote.sealed.home.open_ledger(remote.sealed.url)
+    try:
+        from_store = verify_ledger(record, key, workers=1)
+    finally:
+        record.close()
+
+    through_api = verify_url(remote.url, remote.token, key, workers=2)
+
+    assert through_api.cases == from_store.cases == 1
+    for name in ("entries", "streams", "unsealed", "stream_ids"):
+        assert getattr(through_api.store, name) == getattr(from_store.store, name), name
+    assert through_api.store.checkpoint == from_store.store.checkpoint
+
+
+def test_entries_beyond_the_servers_checkpoint_are_checked_and_reported_as_not_yet_sealed(
+    sealed: Sealed,
+) -> None:
+    # This test seals, so that an entry has a position no checkpoint covers yet: the server
+    # does not lead (its sealer waits) while the test holds the lock.
+    sealer = Sealer(sealed.record, sealed.ledger_key, interval=3600)
+    assert sealer.leadership.try_acquire()
+    grace = sealed.worked.authors["grace"]
+    decision = sealed.worked.played.decision
+    try:
+        with serving(sealed) as remote:
+            for reasons in ("On reflection, no.", "Still no."):
+                sealed.record.submit(
+                    grace.submission(
+                        str(sealed.case),
+                        "dissent.recorded",
+                        {"decision": decision, "reasons": reasons},
+                    )
+                )
+                sealer.run_once()  # the first batch is signed at once, the second not for 1 h
+
+            report = verify_url(remote.url, remote.token, sealed.ledger_key.public_key(), workers=1)
+    finally:
+        sealer.leadership.release()
+        sealer.log.close()
+
+    assert report.store.entries == DIRECTORY_SIZE + CASE_SIZE + 2
+    assert report.store.checkpoint.size == DIRECTORY_SIZE + CASE_SIZE + 1
+    assert report.store.unsealed == 1
+
+
+def test_a_changed_byte_underneath_a_running_server_is_named_through_the_api(
+    remote: Remote,
+) -> None:
+    sealed = remote.sealed
+    seq = sealed.worked.played.receipts["view"].seq
+    where = sealed.where(sealed.case, seq)
+    original = sealed.entry(sealed.case, seq).data
+    tamper(sealed.url, sealed.case, seq, changed_byte(original, b"swimming", b"swimmin!"))
+
+    failure = remote.failure()
+
+    assert named(failure) == where
+    assert failure is not None and "signature" in failure.problem
+
+
+@pytest.mark.parametrize(
+    ("step", "problem"),
+    [("opinion:grace", "missing"), ("withdraw", "removed")],
+    ids=["middle", "last"],
+)
+def test_a_deleted_entry_is_named_through_the_api_by_the_position_it_held(
+    remote: Remote, step: str, problem: str
+) -> None:
+    sealed = remote.sealed
+    seq = sealed.worked.played.receipts[step].seq
+    position = sealed.position(sealed.case, seq)
+    tamper(sealed.url, sealed.case, seq, None)
+
+    failure = remote.failure()
+
+    # The server serves nothing at that position: which stream it was in cannot be known.
+    assert failure is not None and failure.position == position
+    assert problem in failure.problem
+
+
+@pytest.mark.parametrize("deleted", ["opinion:daniel", "withdraw"], ids=["middle", "last"])
+def test_an_altered_entry_is_named_through_the_api_before_a_later_one_that_was_deleted(
+    remote: Remote, deleted: str
+) -> None:
+    sealed = remote.sealed
+    seq = sealed.worked.played.receipts["opinion:grace"].seq
+    where = sealed.where(sealed.case, seq)
+    assert sealed.worked.played.receipts[deleted].seq > seq
+    daniel = sealed.worked.authors["daniel"]
+    entry = sealed.entry(sealed.case, seq)
+    tamper(sealed.url, sealed.case, seq, resigned(entry, daniel, kid=daniel.kid))
+    tamper(sealed.url, sealed.case, sealed.worked.played.receipts[deleted].seq, None)
+
+    assert named(remote.failure()) == where
+
+
+def test_two_swapped_entries_are_named_through_the_api(remote: Remote) -> None:
+    sealed = remote.sealed
+    first = sealed.worked.played.receipts["opinion:grace"].seq
+    second = sealed.worked.played.receipts["opinion:daniel"].seq
+    position = sealed.position(sealed.case, first)
+    a, b = sealed.entry(sealed.case, first).data, sealed.entry(sealed.case, second).data
+    tamper(sealed.url, sealed.case, first, b)
+    tamper(sealed.url, sealed.case, second, a)
+
+    at, stream, seq = named(remote.failure())
+
+    assert (at, stream) == (position, str(sealed.case))
+    assert seq in (first, second)
+
+
+def test_a_replaced_key_binding_is_named_through_the_api(remote: Remote) -> None:
+    sealed = remote.sealed
+    binding = grace_binding(sealed)
+    where = sealed.where(sealed.directory, binding.seq)
+    forged = keys.generate()
+    statement = loads(binding.statement_bytes)
+    statement["body"].update(public_key=keys.public_key_b64(forged), kid=keys.kid(forged))
+    data = make_entry(
+        canonical(statement), binding.sig, binding.seq, binding.prev, binding.recorded_at
+    ).data
+    tamper(sealed.url, sealed.directory, binding.seq, data)
+
+    assert named(remote.failure()) == where
+
+
+def test_an_entry_re_signed_with_another_registered_key_is_named_through_the_api(
+    remote: Remote,
+) -> None:
+    sealed = remote.sealed
+    seq = sealed.worked.played.receipts["opinion:grace"].seq
+    where = sealed.where(sealed.case, seq)
+    daniel = sealed.worked.authors["daniel"]
+    tamper(
+        sealed.url,
+        sealed.case,
+        seq,
+        resigned(sealed.entry(sealed.case, seq), daniel, kid=daniel.kid),
+    )
+
+    failure = remote.failure()
+
+    assert named(failure) == where
+    assert failure is not None and "not bound" in failure.problem
+
+
+def test_a_rule_broken_behind_the_ledgers_back_is_named_through_the_api(remote: Remote) -> None:
+    sealed = remote.sealed
+    case = append_an_agreement_nobody_heard_the_child_for(sealed, seal=False)
+    wait_until_signed(sealed, DIRECTORY_SIZE + CASE_SIZE + 5)  # by the server's sealer
+
+    failure = remote.failure()
+
+    assert named(failure) == sealed.where(case, 5)
+    assert failure is not None and "R6" in failure.problem
+
+
+def test_a_wrong_ledger_key_fails_at_the_checkpoint(
+    remote: Remote, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.pub"
+    other.write_text(keys.public_key_b64(keys.generate().public_key()))
+
+    code, out, err = remote.cli(capsys, "--token", remote.token, "--ledger-key", str(other))
+
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == (
+        "accord: verification_failed: checkpoint: the checkpoint carries no signature by the"
+        " ledger key"
+    )
+
+
+def test_a_trusted_checkpoint_of_another_history_fails_through_the_api(
+    sealed: Sealed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = tmp_path / "checkpoint.txt"
+    saved.write_text(sealed.seal().note)
+    rewrite_history(sealed, drop=3)
+
+    with serving(sealed) as remote:
+        assert remote.failure(trusted=sealed.early.note) is None  # its history was kept
+        code, out, err = remote.cli(capsys, "--token", remote.token, "--trusted", str(saved))
+
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1].startswith(
+        f"accord: verification_failed: position {DIRECTORY_SIZE + CASE_SIZE - 1}, stream "
+    )
+    assert "history was rewritten" in err
+
+
+def test_a_trusted_checkpoint_the_log_extends_is_named_in_the_summary(
+    remote: Remote, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = tmp_path / "checkpoint.txt"
+    saved.write_text(remote.sealed.early.note)
+
+    code, out, err = remote.cli(capsys, "--token", remote.token, "--trusted", str(saved))
+
+    assert code == 0, err
+    assert out.endswith(f"it extends the trusted checkpoint of size {DIRECTORY_SIZE}")
+
+
+@pytest.mark.parametrize("token", ["missing", "revoked", "member", "organisation", "unknown"])
+def test_a_token_that_cannot_read_every_entry_gives_one_clear_line(
+    remote: Remote,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    token: str,
+) -> None:
+    monkeypatch.delenv("ACCORD_TOKEN", raising=False)
+    if token == "missing":
+        given: list[str] = []
+    elif token == "revoked":
+        revoked = remote.issue(Scope.SERVICE)
+        tokens.revoke(remote.server, revoked.removeprefix("accord_").split("_")[0])
+        given = ["--token", revoked]
+    elif token == "member":
+        given = ["--token", remote.issue(Scope.MEMBER)]
+    elif token == "organisation":
+        given = ["--token", remote.issue(Scope.SERVICE, "Riverside School")]
+    else:
+        given = ["--token", "accord_" + "0" * 32 + "_secret"]
+
+    code, out, err = remote.cli(capsys, *given)
+
+    expected = {
+        "missing": "unauthorized",
+        "revoked": "unauthorized",
+        "unknown": "unauthorized",
+        "member": "forbidden",
+        "organisation": "forbidden",
+    }[token]
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert lines[-1].startswith(f"accord: {expected}: "), err
+    assert "Traceback" not in err
+    assert all(secret not in err for secret in given[1:])
+
+
+def test_verifying_through_the_api_without_a_home_needs_the_ledger_key(
+    remote: Remote, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nowhere = tmp_path / "no-home"
+    args = ["--home", str(nowhere), "verify", "--url", remote.url, "--token", remote.token]
+
+    code = main(args)
+    out, err = capsys.readouterr()
+
+    assert (code, out) == (1, "")
+    assert err.startswith("accord: ledger_key_required: ")
+
+    public = nowhere.parent / "ledger.pub"
+    public.write_text(remote.sealed.home.config.ledger_key)
+    assert main([*args, "--ledger-key", str(public), "--workers", "1"]) == 0
+    assert capsys.readouterr().out.startswith(f"verified {DIRECTORY_SIZE + CASE_SIZE} entries")
+
+
+def test_an_unreachable_server_gives_one_clear_line(
+    sealed: Sealed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    command = CLI(sealed.home.path, sealed.url, capsys)
+
+    code, out, err = command("verify", "--url", f"http://127.0.0.1:{port}", "--token", "t")
+
+    assert (code, out) == (1, "")
+    assert err.startswith(f"accord: unreachable: cannot read http://127.0.0.1:{port}: ")
