@@ -172,7 +172,7 @@ class Service:
         """Start the followers and the group-commit writer; follow their progress on `loop`."""
         if self.background is not None:
             self.record.on_append(self.background.appended)
-            self.background.start(loop, self._advance, lambda size: self.feed.sealed())
+            self.background.start(loop, self._advance, lambda size: self.feed.sealed(size))
         self._committer = threading.Thread(
             target=self._commit_groups, args=(loop,), name="accord-committer", daemon=True
         )
@@ -420,7 +420,10 @@ def create_app(service: Service) -> web.Application:
         async def read(after: int) -> list[SealedEntry]:
             return await service.read(service.log.entries, after, 1000)
 
-        app[_FEED_TASK] = asyncio.create_task(service.feed.run(read, head))
+        async def size() -> int:
+            return await service.read(service.log.size)
+
+        app[_FEED_TASK] = asyncio.create_task(service.feed.run(read, size, head))
 
     async def stopping(app: web.Application) -> None:
         service.feed.close()
@@ -613,6 +616,7 @@ class _Handlers:
         await response.prepare(request)
         loop = asyncio.get_running_loop()
         beat = loop.time() + service.settings.heartbeat
+        feed.listeners += 1
         try:
             while True:
                 items = feed.recent(after)
@@ -643,6 +647,8 @@ class _Handlers:
                 await feed.wait(min(remaining, 0.1 if grant.organisation else 1.0))
         except (ConnectionResetError, _SlowSubscriber):
             pass
+        finally:
+            feed.listeners -= 1
         return response
 
     def _read_after(self, after: int) -> list[Event]:

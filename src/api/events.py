@@ -155,7 +155,8 @@ class Feed:
     """Newly sealed events, read once for all live subscribers and kept in a bounded ring.
 
     A subscriber behind the ring reads from the store like a catch-up; so the server's memory
-    does not grow with the number of subscribers or with how far behind they are.
+    does not grow with the number of subscribers or with how far behind they are. While nobody
+    listens, nothing is read: the feed only keeps up with where the log ends.
     """
 
     def __init__(self, origin: str, size: int = 4096) -> None:
@@ -163,22 +164,37 @@ class Feed:
         self._ring: deque[Event] = deque(maxlen=size)
         self._sealed = asyncio.Event()
         self._published = asyncio.Event()
+        self._size = 0  # the log's size, as last reported by the sealer
+        self.listeners = 0  # live subscribers connected
         self.closed = False
-        self.head = -1  # the last position read into the ring
+        self.head = -1  # the last position read into the ring (or skipped, while nobody listens)
 
-    def sealed(self) -> None:
-        """The sealer committed a batch (called on the loop)."""
+    def sealed(self, size: int) -> None:
+        """The sealer committed a batch and the log now has `size` entries (on the loop)."""
+        self._size = max(self._size, size)
         self._sealed.set()
 
-    async def run(self, read: Callable[[int], Awaitable[list[SealedEntry]]], head: int) -> None:
-        """Read each newly sealed batch once, from after `head`; polls too, for a sealer in
-        another process."""
+    async def run(
+        self,
+        read: Callable[[int], Awaitable[list[SealedEntry]]],
+        size: Callable[[], Awaitable[int]],
+        head: int,
+    ) -> None:
+        """Read each newly sealed batch once, from after `head`; polls too (reading `size`
+        while nobody listens), for a sealer in another process that does not report here."""
         self.head = head
         while True:
+            reported = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
-                    await self._sealed.wait()
+                    reported = await self._sealed.wait()
             self._sealed.clear()
+            if not self.listeners:
+                end = self._size if reported else await size()
+                if end - 1 > self.head:
+                    self.head = end - 1
+                    self._ring.clear()  # the ring holds no gaps: what it held is behind now
+                continue
             while batch := await read(self.head):
                 for sealed in batch:
                     self._ring.append(event(self.origin, sealed))
