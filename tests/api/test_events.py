@@ -5,6 +5,7 @@ SDK's verifying subscriber, and a subscriber that loses nothing when the server 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import signal
@@ -13,11 +14,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -27,6 +30,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from api.app import Settings
 from api.client import AsyncClient, Identity
+from api.events import Feed
 from api.home import Home
 from api.server import running
 from api.subscriber import Received, Untrusted, Verifier
@@ -366,13 +370,10 @@ def test_a_subscriber_started_before_anything_is_sealed_receives_the_first_entri
 
 
 def test_an_idle_live_stream_sends_a_heartbeat_comment(tmp_path: Path, store_url: str) -> None:
-    home = Home.create(tmp_path / "home", ORIGIN, store_url)
-    with serve_in_thread(home, Settings(heartbeat=0.5)) as server:
-        record = server.service.record
-        served = Served(server.url, home, record, home.authority(record))
+    with serving(tmp_path, store_url, Settings(heartbeat=0.5)) as (served, feed):
         service = served_service(served)
         head = len(sealed(served)) - 1
-        while server.service.feed.head < head:  # the live feed has read all there is
+        while feed.head < head:  # the live feed has read all there is
             time.sleep(0.01)
         started = time.monotonic()
         stream = asyncio.run(live(served.url, service, until=lambda s: len(s.comments) >= 2))
@@ -442,6 +443,215 @@ def test_accord_serve_stops_promptly_on_sigterm_while_a_subscriber_is_connected(
             server.kill()
     assert took < 10, f"still running {took:.0f} s after SIGTERM"
     assert server.process is not None and server.process.returncode == 0
+
+
+# -- live: a subscriber that takes nothing, and a feed nobody listens to ----------------------
+
+
+def test_a_live_subscriber_that_takes_nothing_is_dropped_and_nobody_else_misses_anything(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The README's event stream: a subscriber that cannot take an event within `send_timeout`
+    is disconnected, the others go on receiving every event, and it resumes where it was cut
+    off."""
+    with serving(tmp_path, store_url, Settings(send_timeout=0.5)) as (served, feed):
+        service = served_service(served)
+        lead, case = open_case(served)
+        head = len(sealed(served)) - 1
+        stalled = stalled_subscriber(served.url, service, after=head)
+        try:
+
+            async def run() -> tuple[Stream, list[Received], int, int]:
+                last: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(
+                        f"{served.url}/v1/events/live?after={head}", headers=bearer(service)
+                    ) as response,
+                ):
+                    watching = asyncio.create_task(read_stream(response, through(last), 60))
+                    verifying = asyncio.create_task(
+                        subscribe(served.url, service, timeout=60, after=head, last=last)
+                    )
+                    await eventually(lambda: feed.listeners == 3, "three live subscribers")
+                    await flood_until_one_is_dropped(served, feed, lead, case)
+                    assert feed.listeners == 2
+                    # Entries sealed after it was dropped, which it can only get by resuming.
+                    flooded = len(await asyncio.to_thread(sealed, served)) - 1
+                    last.set_result(flooded + 3)
+                    await append_decisions(served.url, lead, case, 3)
+                    return await watching, await verifying, flooded, last.result()
+
+            watched, verified, flooded, last = asyncio.run(run())
+            log = sealed(served)
+            assert len(log) - 1 == last
+            everything = list(range(head + 1, last + 1))
+            hashes = [entry.hash for entry in log[head + 1 :]]
+            assert [position for position, _ in watched.events] == everything
+            assert [event["entryhash"] for _, event in watched.events] == hashes
+            assert [received.position for received in verified] == everything
+            assert [received.entry.hash for received in verified] == hashes
+            # Read only now, the stalled connection delivers what had reached it and then ends:
+            # the server has closed it.
+            answer, ending = read_to_the_end(stalled, timeout=10)
+        finally:
+            stalled.close()
+        assert ending in ("closed", "reset"), "the server still holds the stalled subscriber"
+        cut = raw_stream(answer)
+        assert cut.status == 200
+        taken = [position for position, _ in cut.events]
+        assert taken == list(range(head + 1, head + 1 + len(taken)))  # in order, no gap
+        assert all(position <= flooded for position in taken)
+        resume_after = taken[-1] if taken else head
+        resumed = asyncio.run(
+            live(
+                served.url,
+                service,
+                headers={"Last-Event-ID": str(resume_after)},
+                until=having(last - resume_after),
+            )
+        )
+        assert [position for position, _ in resumed.events] == list(
+            range(resume_after + 1, last + 1)
+        )
+        assert [event["entryhash"] for _, event in resumed.events] == [
+            entry.hash for entry in log[resume_after + 1 :]
+        ]
+
+
+def test_a_dropped_live_subscribers_connection_is_closed_without_waiting_for_it_to_read(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Dropping a subscriber that takes nothing lets go of its connection and of what was queued
+    for it at once: the server does not wait for the subscriber to read that first (one that
+    never reads again would hold it for ever)."""
+    with serving(tmp_path, store_url, Settings(send_timeout=0.5)) as (served, feed):
+        service = served_service(served)
+        lead, case = open_case(served)
+        head = len(sealed(served)) - 1
+        stalled = stalled_subscriber(served.url, service, after=head)
+        try:
+
+            async def run() -> None:
+                await eventually(lambda: feed.listeners == 1, "the subscriber is connected")
+                await flood_until_one_is_dropped(served, feed, lead, case)
+
+            asyncio.run(run())
+            assert feed.listeners == 0
+            # Not a byte read from it: bytes sent on it must be refused (a reset) within 5 s.
+            assert refuses_bytes(stalled, timeout=5), (
+                "the server dropped the subscriber but keeps its connection open, with what it "
+                "had queued, until the subscriber reads"
+            )
+        finally:
+            stalled.close()
+
+
+def test_a_late_live_subscriber_gets_every_entry_sealed_while_nobody_listened(
+    tmp_path: Path, store_url: str
+) -> None:
+    with serving(tmp_path, store_url) as (served, feed):
+        service = served_service(served)
+        lead, case = open_case(served)
+        asyncio.run(append_decisions(served.url, lead, case, 30))
+        log = sealed(served)
+        end, after = len(log) - 1, 3
+
+        async def run() -> tuple[Stream, Stream, list[Receipt]]:
+            await eventually(lambda: feed.head == end, "the feed follows the end of the log")
+            assert feed.listeners == 0
+            assert feed.recent(after) is None  # nothing was read for nobody
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    f"{served.url}/v1/events/live?after={after}", headers=bearer(service)
+                ) as response,
+            ):
+                assert response.status == 200
+                caught_up = await read_stream(response, having(end - after))
+                receipts = await append_decisions(served.url, lead, case, 1)
+                new = await read_stream(response, having(1))
+            return caught_up, new, receipts
+
+        caught_up, new, [receipt] = asyncio.run(run())
+    assert [position for position, _ in caught_up.events] == list(range(after + 1, end + 1))
+    assert [event["entryhash"] for _, event in caught_up.events] == [
+        entry.hash for entry in log[after + 1 :]
+    ]
+    assert [position for position, _ in new.events] == [end + 1]
+    assert [event["entryhash"] for _, event in new.events] == [receipt.hash]
+
+
+def test_a_live_subscriber_without_a_position_gets_only_what_is_sealed_after_it_connected(
+    tmp_path: Path, store_url: str
+) -> None:
+    with serving(tmp_path, store_url) as (served, feed):
+        service = served_service(served)
+        lead, case = open_case(served)
+        asyncio.run(append_decisions(served.url, lead, case, 30))
+        end = len(sealed(served)) - 1
+
+        async def run() -> Stream:
+            await eventually(lambda: feed.head == end, "the feed follows the end of the log")
+            assert feed.listeners == 0
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{served.url}/v1/events/live", headers=bearer(service)) as response,
+            ):
+                assert response.status == 200  # connected: its start is fixed before this
+                await append_decisions(served.url, lead, case, 3)
+                return await read_stream(response, having(3))
+
+        stream = asyncio.run(run())
+        log = sealed(served)
+    assert len(log) == end + 4
+    assert [position for position, _ in stream.events] == [end + 1, end + 2, end + 3]
+    assert [event["entryhash"] for _, event in stream.events] == [e.hash for e in log[end + 1 :]]
+
+
+def test_a_subscriber_that_left_resumes_gap_free_after_entries_sealed_while_nobody_listened(
+    tmp_path: Path, store_url: str
+) -> None:
+    with serving(tmp_path, store_url) as (served, feed):
+        service = served_service(served)
+        lead, case = open_case(served)
+        start = len(sealed(served))
+
+        async def run() -> tuple[Stream, Stream, Stream, list[SealedEntry]]:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    f"{served.url}/v1/events/live?after=-1", headers=bearer(service)
+                ) as response,
+            ):
+                await read_stream(response, having(start))
+                # Sealed while it listens: the feed reads these into its ring.
+                await append_decisions(served.url, lead, case, 5)
+                before = await read_stream(response, having(5))
+            await eventually(lambda: feed.listeners == 0, "the server notices it has gone")
+            await append_decisions(served.url, lead, case, 30)  # while nobody listens
+            log = await asyncio.to_thread(sealed, served)
+            await eventually(lambda: feed.head == len(log) - 1, "the feed follows the end")
+            left_at = before.events[-1][0]
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    f"{served.url}/v1/events/live",
+                    headers={**bearer(service), "Last-Event-ID": str(left_at)},
+                ) as response,
+            ):
+                resumed = await read_stream(response, having(len(log) - 1 - left_at))
+                await append_decisions(served.url, lead, case, 1)
+                new = await read_stream(response, having(1))
+            return before, resumed, new, await asyncio.to_thread(sealed, served)
+
+        before, resumed, new, log = asyncio.run(run())
+    left_at = start + 4
+    assert [position for position, _ in before.events] == list(range(start, left_at + 1))
+    assert [position for position, _ in resumed.events] == list(range(left_at + 1, len(log) - 1))
+    assert [position for position, _ in new.events] == [len(log) - 1]
+    delivered = before.events + resumed.events + new.events
+    assert [event["entryhash"] for _, event in delivered] == [e.hash for e in log[start:]]
 
 
 # -- the SDK's verifying subscriber -----------------------------------------------------------
@@ -681,6 +891,23 @@ class Stream:
     body: bytes = b""
     events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     comments: list[bytes] = field(default_factory=list)
+    _id: bytes | None = None  # of the message being read
+    _data: list[bytes] = field(default_factory=list)
+
+    def take(self, raw: bytes) -> bool:
+        """Take one line (id, data or comment); True at the blank line that ends a message."""
+        line = raw.removesuffix(b"\n").removesuffix(b"\r")
+        if line.startswith(b":"):
+            self.comments.append(line)
+        elif line.startswith(b"id:"):
+            self._id = line[3:].removeprefix(b" ")
+        elif line.startswith(b"data:"):
+            self._data.append(line[5:].removeprefix(b" "))
+        elif not line and self._data:
+            assert self._id is not None, "every event carries its position as its id"
+            self.events.append((int(self._id), orjson.loads(b"\n".join(self._data))))
+            self._id, self._data = None, []
+        return not line
 
 
 @dataclass
@@ -760,34 +987,30 @@ async def read_stream(
 ) -> Stream:
     """Read Server-Sent Events (id, data and comment lines) until `until` holds."""
     stream = Stream(response.status, dict(response.headers))
-    ident: bytes | None = None
-    data: list[bytes] = []
     async with asyncio.timeout(timeout):
         async for raw in response.content:
-            line = raw.removesuffix(b"\n").removesuffix(b"\r")
-            if line.startswith(b":"):
-                stream.comments.append(line)
-            elif line.startswith(b"id:"):
-                ident = line[3:].removeprefix(b" ")
-            elif line.startswith(b"data:"):
-                data.append(line[5:].removeprefix(b" "))
-            elif not line and data:
-                assert ident is not None, "every event carries its position as its id"
-                stream.events.append((int(ident), orjson.loads(b"\n".join(data))))
-                ident, data = None, []
-            if not line and until(stream):
+            if stream.take(raw) and until(stream):
                 return stream
     raise AssertionError("the live stream ended")
 
 
 async def subscribe(
-    url: str, token: str, count: int, position_file: Path | None = None, timeout: float = 15.0
+    url: str,
+    token: str,
+    count: int | None = None,
+    position_file: Path | None = None,
+    timeout: float = 15.0,
+    *,
+    after: int = -1,
+    last: asyncio.Future[int] | None = None,
 ) -> list[Received]:
+    """What the SDK's verifying subscriber yields after `after`: `count` events, or every event
+    through position `last` (which may become known while it runs)."""
     received: list[Received] = []
     async with AsyncClient(url, token) as client, asyncio.timeout(timeout):
-        async for event in client.subscribe(position_file=position_file):
+        async for event in client.subscribe(after=after, position_file=position_file):
             received.append(event)
-            if len(received) == count:
+            if len(received) == count or reached(last, event.position):
                 break
     return received
 
@@ -889,6 +1112,146 @@ def play_with_sharing(served: Served) -> Scenario:
         body = {"child": people["amara"].person, "title": "Unshared", "lead": okafor.person}
         client.submit(okafor.sign(unshared, "case.opened", body))
     return Scenario(played, in_force, after, unshared)
+
+
+@contextmanager
+def serving(
+    tmp_path: Path, store_url: str, settings: Settings | None = None
+) -> Iterator[tuple[Served, Feed]]:
+    """A fresh ledger served with `settings`, and the server's live feed (to wait on)."""
+    home = Home.create(tmp_path / "home", ORIGIN, store_url)
+    with serve_in_thread(home, settings) as server:
+        record = server.service.record
+        yield Served(server.url, home, record, home.authority(record)), server.service.feed
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Until `condition` holds; fails naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.01)
+
+
+def reached(last: asyncio.Future[int] | None, position: int) -> bool:
+    """Whether `position` is the last one wanted, once that is known."""
+    return last is not None and last.done() and position >= last.result()
+
+
+def through(last: asyncio.Future[int]) -> Callable[[Stream], bool]:
+    """Until the stream has delivered position `last` (which may become known while it reads)."""
+    return lambda stream: bool(stream.events) and reached(last, stream.events[-1][0])
+
+
+def open_case(served: Served) -> tuple[Identity, str]:
+    """A case opened by its lead, who may then open decisions in it."""
+    lead = served.person("Dr Lee", "professional", profession="paediatrician")
+    child = served.person("Kai", "child", born="2017-01-01")
+    case = str(uuid.uuid4())
+    body = {"child": child.person, "title": "Followed live", "lead": lead.person}
+    with served.client() as client:
+        client.submit(lead.sign(case, "case.opened", body))
+    return lead, case
+
+
+# The longest texts a decision takes (4000 characters) in four-byte characters: with its
+# question and context, an event of about 32 KB.
+BULKY = "\U0001f33f" * 4000
+ROUND = 32  # bulky decisions appended at once: about 1 MB of events
+MAX_ROUNDS = 40
+
+
+async def append_decisions(
+    url: str, lead: Identity, case: str, count: int, bulky: bool = False
+) -> list[Receipt]:
+    """`count` decisions opened by the lead, posted at once through the API."""
+    texts: dict[str, object] = {"question": BULKY, "context": BULKY} if bulky else {"question": "?"}
+    async with AsyncClient(url) as writer:
+        answers = await asyncio.gather(
+            *(
+                writer.submit(
+                    lead.sign(
+                        case,
+                        "decision.opened",
+                        {"decision": str(uuid.uuid4()), **texts, "required": [lead.person]},
+                    )
+                )
+                for _ in range(count)
+            )
+        )
+    return [answer.receipt for answer in answers]
+
+
+async def flood_until_one_is_dropped(served: Served, feed: Feed, lead: Identity, case: str) -> None:
+    """Append about 1 MB of events at a time until the server drops one of the live
+    subscribers: for one that reads nothing, loopback's socket buffers (a few MB) fill up."""
+    listening = feed.listeners
+    for _ in range(MAX_ROUNDS):
+        await append_decisions(served.url, lead, case, ROUND, bulky=True)
+        if feed.listeners < listening:
+            return
+    raise AssertionError(f"no live subscriber was dropped after {MAX_ROUNDS} MB of events")
+
+
+def stalled_subscriber(url: str, token: str, after: int) -> socket.socket:
+    """A live subscriber that asks for the events after `after` and then reads nothing, with a
+    receive buffer as small as the kernel allows. It asks in HTTP/1.0, so the answer's body is
+    the bare event stream, without chunks."""
+    address = urlsplit(url)
+    assert address.hostname is not None and address.port is not None
+    connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the handshake
+    connection.connect((address.hostname, address.port))
+    request = f"GET /v1/events/live?after={after} HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n"
+    connection.sendall(request.encode())
+    return connection
+
+
+def read_to_the_end(connection: socket.socket, timeout: float) -> tuple[bytes, str]:
+    """What the connection still delivers, and how it ends: "closed" (the peer closed it),
+    "reset", or "open" (still open after `timeout` seconds)."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            connection.settimeout(left)
+            chunk = connection.recv(1 << 16)
+            if not chunk:
+                return b"".join(chunks), "closed"
+            chunks.append(chunk)
+    except ConnectionResetError:
+        return b"".join(chunks), "reset"
+    except TimeoutError:
+        pass
+    return b"".join(chunks), "open"
+
+
+def raw_stream(answer: bytes) -> Stream:
+    """The status and complete events of a raw HTTP/1.0 answer (a message cut off at the end
+    is not one)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1."), answer[:200]
+    stream = Stream(int(head.split()[1]), {})
+    for line in body.splitlines(keepends=True):
+        if line.endswith(b"\n"):
+            stream.take(line)
+    return stream
+
+
+def refuses_bytes(connection: socket.socket, timeout: float) -> bool:
+    """Whether the server's end of the connection is closed, seen without reading from it: a
+    closed socket answers bytes sent to it with a reset, which becomes this socket's error."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection.send(b"\r\n")
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        error = connection.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error in (errno.ECONNRESET, errno.EPIPE):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 # -- the kill test's processes ----------------------------------------------------------------
