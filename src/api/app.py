@@ -661,7 +661,7 @@ class _Handlers:
                 await response.write(data)
         except TimeoutError:
             if request.transport is not None:
-                request.transport.close()  # whatever it has not taken is dropped with it
+                request.transport.abort()  # close() would wait to send what it has not taken
             raise _SlowSubscriber from None
 
     async def _service_grant(self, request: web.Request) -> Grant:
