@@ -39,3 +39,11 @@ class Database(Tables):
     def __init__(self, store: Store) -> None:
         path = None if store.is_postgres else Path(store.env["SQLITE_DBNAME"])
         super().__init__(store, SCHEMA, path.with_suffix(".projections.db") if path else None)
+        # Read models are derived, and each batch commits its rows with its tracking: after a
+        # power loss they stand at an earlier batch and catch up from there. So a commit here
+        # does not wait for the disk (nor, on SQLite, risk corruption in WAL mode).
+        if self.postgres:
+            with self.transaction() as cursor:
+                cursor.execute("SET synchronous_commit TO off")
+        else:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
