@@ -150,20 +150,23 @@ class Directory(Stream):
             if body.kind == "authority" and self.authority is None:
                 self.authority = body.person
         elif isinstance(body, KeyBound):
+            owner = self._registered(body.person)
             self.keys[body.kid] = KeyRecord(
                 body.kid, body.person, public_key_from_b64(body.public_key), entry.recorded_at
             )
-            self.persons[body.person].keys.append(body.kid)
+            owner.keys.append(body.kid)
             if entry.seq == 2:
                 self.authority_kid = body.kid
         elif isinstance(body, KeyRevoked_):
-            record = self.keys[body.kid]
+            record = self.keys.get(body.kid)
+            if record is None:
+                raise UnknownKey(f"key {body.kid} is not bound to anyone in the directory")
             record.revoked_at = entry.recorded_at
             record.reason = body.reason
             if body.compromised_since is not None:
                 record.compromised_since = normalise(body.compromised_since)
         elif isinstance(body, ReviewerAppointed):
-            appointed = self.persons[body.person]
+            appointed = self._registered(body.person)
             appointed.reviewer = True
             appointed.reviewer_since = appointed.reviewer_since or entry.recorded_at
 
@@ -247,3 +250,9 @@ class Directory(Stream):
     def _require_person(self, person: str) -> None:
         if person not in self.persons:
             raise NotPermitted(f"person {person} is not registered")
+
+    def _registered(self, person: str) -> Person:
+        registered = self.persons.get(person)
+        if registered is None:
+            raise NotPermitted(f"person {person} is not registered")
+        return registered

@@ -28,6 +28,7 @@ from domain.record import DecisionRecord
 from domain.worked_case import play
 from ledger import checkpoint as checkpoints
 from ledger import keys
+from ledger.author import Author
 from ledger.authority import Authority
 from ledger.canonical import canonical, loads
 from ledger.checkpoint import Checkpoint
@@ -495,6 +496,64 @@ def test_the_last_entry_re_attributed_and_re_signed_is_named(sealed: Sealed) -> 
     tamper(sealed.url, sealed.case, seq, resigned(entry, grace, kid=grace.kid, by=grace.person))
 
     assert named(sealed.failure()) == where
+
+
+def test_a_directory_entry_binding_a_key_to_an_unknown_person_is_named(sealed: Sealed) -> None:
+    binding = grace_binding(sealed)
+    where = sealed.where(sealed.directory, binding.seq)
+    statement = loads(binding.statement_bytes)
+    statement["body"]["person"] = str(uuid.uuid4())
+    data = make_entry(
+        canonical(statement), binding.sig, binding.seq, binding.prev, binding.recorded_at
+    ).data
+    tamper(sealed.url, sealed.directory, binding.seq, data)
+
+    failure = sealed.failure()
+
+    assert named(failure) == where
+    assert failure is not None and "is not registered" in failure.problem
+
+
+def append_to_the_directory(sealed: Sealed, kind: str, body: dict[str, Any]) -> int:
+    """A directory entry signed by the authority and chained like any entry, but written past
+    the directory's rules; then sealed. Returns its seq."""
+    record = sealed.record
+    person = record.directory().authority
+    assert person is not None
+    authority = Author(ORIGIN, person, sealed.world.authority_key)
+    envelope = sign(authority.statement(str(sealed.directory), kind, body), authority.key)
+    head = record.entry(sealed.directory, DIRECTORY_SIZE)
+    seq = DIRECTORY_SIZE + 1
+    entry = make_entry(
+        canonical(envelope["statement"]),
+        envelope["sig"],
+        seq,
+        head.hash,
+        max(head.recorded_at, format_recorded(datetime.now(UTC))),
+    )
+    record.events.put([EntryRecorded(sealed.directory, seq, entry)])
+    sealed.seal()
+    return seq
+
+
+@pytest.mark.parametrize("kind", ["key.revoked", "reviewer.appointed"])
+def test_a_directory_entry_naming_an_unknown_key_or_person_is_named(
+    sealed: Sealed, kind: str
+) -> None:
+    # Signed by the authority and in its place in the chain: only folding it tells.
+    unknown = keys.kid(keys.generate())
+    body = (
+        {"kid": unknown, "reason": "Lost."}
+        if kind == "key.revoked"
+        else {"person": str(uuid.uuid4())}
+    )
+    seq = append_to_the_directory(sealed, kind, body)
+
+    failure = sealed.failure()
+
+    assert named(failure) == sealed.where(sealed.directory, seq)
+    assert failure is not None
+    assert ("is not bound" if kind == "key.revoked" else "is not registered") in failure.problem
 
 
 # -- checkpoints ------------------------------------------------------------------------------
