@@ -1,21 +1,22 @@
 """`accord verify`: the whole ledger from its store, or through a server's API (signatures,
-chains, positions, the Merkle tree against signed checkpoints, then the domain rules case by
-case, on every core), or an evidence bundle offline.
+chains, positions, the Merkle tree against signed checkpoints, and the domain rules case by
+case, in one pass on every core), or an evidence bundle offline.
 
 Through the API (`verify_url`) nothing the server says is trusted but what the ledger key
 signs. The latest checkpoint is checked with the ledger key; every entry is read, page by page,
 from the event stream; the authority key is the one the directory's second entry binds (the
 directory is in the signed tree); then the same checking core as for a store
 (`ledger.verify.check_log`) checks every entry against the directory's final state, every
-chain, that positions are dense from 0, and rebuilds the tree, whose root must equal the
-checkpoint's (and a trusted one's) at its size.
+chain and every case's rules, that positions are dense from 0, and rebuilds the tree, whose
+root must equal the checkpoint's (and a trusted one's) at its size.
 
 Signatures can only be judged once the directory's final state is known (a key revoked or
-compromised later invalidates entries recorded before the revocation was), and the rules are
-replayed case by case; the log arrives once, in position order. So the entries are spooled as
-they arrive into a temporary SQLite file on local disk (`ledger.spool`), keyed by position and
-indexed by (stream, seq), and read back from it: memory stays flat whatever the ledger's size
-(the directory and one chain head per stream aside), at the cost of one local copy of the log.
+compromised later invalidates entries recorded before the revocation was), and each case is
+checked (its chain and its rules) stream by stream; the log arrives once, in position order.
+So the entries are spooled as they arrive into a temporary SQLite file on local disk
+(`ledger.spool`), keyed by position and indexed by (stream, seq), and read back from it: memory
+stays flat whatever the ledger's size (the directory and a little per stream aside), at the
+cost of one local copy of the log.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 import aiohttp
@@ -43,22 +43,24 @@ from api.client import (
 )
 from api.events import Envelope
 from domain.record import DecisionRecord
-from domain.replay import replay_case
+from domain.replay import CaseReplay, replay_case
 from ledger import checkpoint as checkpoints
+from ledger import spool as spooled
 from ledger.bundle import BundleReport, verify_bundle
 from ledger.checkpoint import Checkpoint, CheckpointInvalid
 from ledger.directory import Directory, directory_id
 from ledger.entry import Entry, read_entry
 from ledger.errors import IntegrityViolation, LedgerError
-from ledger.keys import Ed25519PublicKey, kid, public_key_b64, public_key_from_b64
+from ledger.keys import Ed25519PublicKey, kid, public_key_from_b64
 from ledger.log import Log
-from ledger.spool import Row, Spool, place
+from ledger.spool import Spool, place
 from ledger.stream import fold
+from ledger.verify import PAGE as ROWS
 from ledger.verify import (
-    CHUNK,
     Failure,
-    Read,
+    Opener,
     Report,
+    Row,
     VerificationFailed,
     check_log,
     fail,
@@ -99,7 +101,6 @@ def verify_ledger(
     progress: Progress | None = None,
 ) -> LedgerReport:
     """Verify the ledger in its store; raises `VerificationFailed` at the first problem."""
-    workers = workers or os.cpu_count() or 1
     total = _count(record)
     report = verify_store(
         record,
@@ -107,29 +108,9 @@ def verify_ledger(
         trusted,
         workers,
         (lambda n: progress("entries", n, total)) if progress else None,
+        CaseReplay,
     )
-
-    def position(stream: str, seq: int) -> int | None:
-        log = Log(record)
-        try:
-            rows = log.tables.query(
-                "SELECT position FROM log_entries WHERE stream = ? AND seq = ?", (stream, seq)
-            )
-        finally:
-            log.close()
-        return int(rows[0][0]) if rows else None
-
-    args = (record.store.url, record.origin, public_key_b64(record.authority_key))
-    cases = _rules(
-        report,
-        record.directory_id,
-        record.directory().version,
-        (_open, args),
-        position,
-        workers,
-        progress,
-    )
-    return LedgerReport(report, cases, trusted)
+    return LedgerReport(report, _cases(report, record.directory_id), trusted)
 
 
 def verify_url(
@@ -145,7 +126,6 @@ def verify_url(
     organisation limits; `trusted` is a checkpoint's signed note saved earlier, `origin` the
     ledger's if known (else the one its checkpoint names). Raises `VerificationFailed` at the
     first problem, `NotVerifiable` if the server cannot be read."""
-    workers = workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="accord-verify-") as scratch:
         spool = Spool(Path(scratch) / "log.db")
         try:
@@ -158,20 +138,11 @@ def verify_url(
                 downloaded.trusted,
                 workers,
                 (lambda n: progress("entries", n, total)) if progress else None,
-            )
-            directory = downloaded.directory()
-            cases = _rules(
-                report,
-                directory.id,
-                directory.version,
-                (_open_spool, (str(spool.path), str(directory.id))),
-                spool.position,
-                workers,
-                progress,
+                CaseReplay,
             )
         finally:
             spool.close()
-    return LedgerReport(report, cases, downloaded.trusted)
+    return LedgerReport(report, _cases(report, downloaded.directory().id), downloaded.trusted)
 
 
 def verify_file(data: bytes, ledger_key: Ed25519PublicKey) -> BundleReport:
@@ -195,28 +166,9 @@ def _count(record: DecisionRecord) -> int:
         log.close()
 
 
-def _rules(
-    report: Report,
-    directory: UUID,
-    directory_size: int,
-    opener: tuple[Callable[..., None], tuple[Any, ...]],
-    position: Callable[[str, int], int | None],
-    workers: int,
-    progress: Progress | None,
-) -> int:
-    """Replay the rules of every case on every core (each worker opened by `opener`); returns
-    how many cases there were."""
-    cases = [UUID(s) for s in report.stream_ids if UUID(s) != directory]
-    initializer, args = opener
-    with ProcessPoolExecutor(workers, initializer=initializer, initargs=args) as pool:
-        results = pool.map(_replay, cases, chunksize=4)
-        for case, (count, failure) in zip(cases, results, strict=True):
-            if failure is not None:
-                seq, problem = failure
-                fail(position(str(case), seq), str(case), seq, problem)
-            if progress is not None:
-                progress("rules", count, report.entries - directory_size)
-    return len(cases)
+def _cases(report: Report, directory: UUID) -> int:
+    """How many of the streams verified are cases (every one but the directory)."""
+    return sum(1 for stream in report.stream_ids if stream != str(directory))
 
 
 def _replay_entries(case: UUID, entries: list[Entry], directory: Directory) -> None:
@@ -270,17 +222,27 @@ class _Downloaded:
     def checkpoints(self) -> Iterator[Checkpoint]:
         return iter(sorted(self.signed, key=lambda checkpoint: checkpoint.size))
 
-    def batches(self) -> Iterator[list[Read]]:
-        batch: list[Read] = []
-        for position, sealed, data in self.spool.rows():
-            batch.append((position, sealed, data))
-            if len(batch) >= CHUNK:
+    def rows(self) -> Iterator[list[Row]]:
+        """The spooled entries in position order, each keyed by its position."""
+        batch: list[Row] = []
+        for position, stream, seq, sealed, data in self.spool.rows():
+            batch.append((position, _raw(sealed), stream, seq, position, data))
+            if len(batch) >= ROWS:
                 yield batch
                 batch = []
         if batch:
             yield batch
         if self.stop is not None:
             raise VerificationFailed(self.stop)
+
+    def streams(self) -> Opener:
+        return (spooled.reader, (str(self.spool.path),))
+
+    def name(self, stream: str) -> str:
+        return stream
+
+    def position(self, key: int) -> int | None:
+        return key
 
     def checkpoint(self, note: str) -> Checkpoint:
         """A checkpoint the server served, checked with the ledger key."""
@@ -293,9 +255,9 @@ class _Downloaded:
     def take(self, events: list[Envelope], expected: int) -> int:
         """Spool a page of events that should start at position `expected`, folding the
         directory's entries as they come; returns the next position expected, or -1 where the
-        log stops making sense (the rest is not read; `batches` fails there once the entries
+        log stops making sense (the rest is not read; `rows` fails there once the entries
         before are checked, as one of them may be what broke it)."""
-        rows: list[Row] = []
+        rows: list[spooled.Row] = []
         directory = self._directory
         for envelope in events:
             sequence = envelope.sequence
@@ -317,6 +279,16 @@ class _Downloaded:
             expected += 1
         self.spool.add(rows)
         return -1 if self.stop is not None else expected
+
+
+def _raw(entry_hash: str) -> bytes:
+    """An entry hash the server gave, as bytes; none (it matches nothing) unless it is
+    lowercase hex, as the API gives one."""
+    try:
+        raw = bytes.fromhex(entry_hash)
+    except ValueError:
+        return b""
+    return raw if raw.hex() == entry_hash else b""
 
 
 def _fold(directory: Directory, position: int, data: bytes, seq: int) -> Failure | None:
@@ -421,38 +393,3 @@ async def _fetch(request: Awaitable[T], url: str) -> T:
         raise NotVerifiable("unreachable", f"cannot read {url}: {problem}") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise NotVerifiable("malformed", f"{url} does not answer as the API does: {exc}") from None
-
-
-# -- worker processes ---------------------------------------------------------------------------
-
-_ENTRIES: Callable[[UUID], Iterator[Entry]] | None = None
-_DIRECTORY: Directory | None = None
-_KEEP: Any = None  # what the worker reads from, kept open
-
-
-def _open(store: str, origin: str, authority: str) -> None:
-    """A worker reading cases from the store."""
-    global _ENTRIES, _DIRECTORY, _KEEP
-    record = DecisionRecord(store, origin, public_key_from_b64(authority))
-    _KEEP, _DIRECTORY, _ENTRIES = record, record.directory(), record.entries
-
-
-def _open_spool(path: str, directory_id: str) -> None:
-    """A worker reading cases from a spooled log (already checked: chains and signatures)."""
-    global _ENTRIES, _DIRECTORY, _KEEP
-    spool = Spool(Path(path), readonly=True)
-    directory = Directory(UUID(directory_id))
-    fold(directory, map(read_entry, spool.stream(directory_id)))
-
-    def entries(case: UUID) -> Iterator[Entry]:
-        return map(read_entry, spool.stream(str(case)))
-
-    _KEEP, _DIRECTORY, _ENTRIES = spool, directory, entries
-
-
-def _replay(case: UUID) -> tuple[int, tuple[int, str] | None]:
-    assert _ENTRIES is not None and _DIRECTORY is not None
-    try:
-        return replay_case(case, _ENTRIES(case), _DIRECTORY), None
-    except IntegrityViolation as exc:
-        return exc.seq, (exc.seq, exc.problem)

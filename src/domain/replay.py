@@ -15,23 +15,38 @@ from ledger.entry import Entry
 from ledger.errors import IntegrityViolation, LedgerError
 
 
-def replay_case(case_id: UUID, entries: Iterable[Entry], directory: Directory) -> int:
-    """Fold a case's entries, admitting each first; returns how many there were.
+class CaseReplay:
+    """One case replayed entry by entry (as `replay_case` does), for a reader that meets its
+    entries one at a time: call it with each, in seq order."""
 
-    Raises `IntegrityViolation` naming the seq of the first entry the rules refuse.
-    """
-    case = Case(case_id)
-    for entry in entries:
+    def __init__(self, case_id: UUID | str, directory: Directory) -> None:
+        self.case = Case(case_id if isinstance(case_id, UUID) else UUID(case_id))
+        self.directory = directory
+
+    def __call__(self, entry: Entry) -> None:
+        """Admit the entry, then fold it in; raises `IntegrityViolation` naming its seq if the
+        rules refuse it or it does not fold."""
+        case = self.case
         try:
-            admit(case, entry.statement, directory, entry.recorded_at)
+            admit(case, entry.statement, self.directory, entry.recorded_at)
         except RuleViolated as exc:
             raise IntegrityViolation(
-                str(case_id), entry.seq, f"the rules refuse it ({exc.rule}): {exc.detail}"
+                case.key, entry.seq, f"the rules refuse it ({exc.rule}): {exc.detail}"
             ) from None
         try:
             case.apply(entry)
         except IntegrityViolation:
             raise
         except LedgerError as exc:
-            raise IntegrityViolation(str(case_id), entry.seq, exc.detail) from None
-    return case.version
+            raise IntegrityViolation(case.key, entry.seq, exc.detail) from None
+
+
+def replay_case(case_id: UUID, entries: Iterable[Entry], directory: Directory) -> int:
+    """Fold a case's entries, admitting each first; returns how many there were.
+
+    Raises `IntegrityViolation` naming the seq of the first entry the rules refuse.
+    """
+    replay = CaseReplay(case_id, directory)
+    for entry in entries:
+        replay(entry)
+    return replay.case.version

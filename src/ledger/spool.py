@@ -1,6 +1,6 @@
 """A log's entries kept on local disk, for a verifier that receives the log once, in position
-order (e.g. over HTTP), and must read it more than once in constant memory: whole, to check it,
-and stream by stream, to replay each stream's rules.
+order (e.g. over HTTP), and must read it more than once in constant memory: whole, in position
+order, and stream by stream (by several worker processes at once).
 
 It is a temporary SQLite file, rows keyed by position and indexed by (stream, seq); stream and
 seq are read from each entry as it arrives (a light decode, checked in full later), so nothing
@@ -72,12 +72,12 @@ class Spool:
         """How many entries it holds."""
         return int(self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
-    def rows(self) -> Iterator[tuple[int, str, bytes]]:
-        """(position, hash, entry bytes) in position order, read a page at a time."""
+    def rows(self) -> Iterator[tuple[int, str, int, str, bytes]]:
+        """(position, stream, seq, hash, entry bytes) in position order, a page at a time."""
         after = -1
         while True:
             page = self._conn.execute(
-                "SELECT position, hash, data FROM entries WHERE position > ?"
+                "SELECT position, stream, seq, hash, data FROM entries WHERE position > ?"
                 " ORDER BY position LIMIT ?",
                 (after, _FETCH),
             ).fetchall()
@@ -86,19 +86,20 @@ class Spool:
                 return
             after = page[-1][0]
 
-    def stream(self, stream: str) -> Iterator[bytes]:
-        """The entry bytes of one stream, by seq, read a page at a time."""
-        after = 0
+    def stream(self, stream: str) -> Iterator[tuple[int, int, bytes]]:
+        """(position, seq, entry bytes) of the entries that name one stream, by seq (then
+        position: a log may hold two that say they are the same), a page at a time."""
+        seq, position = 0, -1
         while True:
             page = self._conn.execute(
-                "SELECT seq, data FROM entries WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (stream, after, _FETCH),
+                "SELECT position, seq, data FROM entries WHERE stream = ?"
+                " AND (seq > ? OR (seq = ? AND position > ?)) ORDER BY seq, position LIMIT ?",
+                (stream, seq, seq, position, _FETCH),
             ).fetchall()
-            for _, data in page:
-                yield data
+            yield from page
             if len(page) < _FETCH:
                 return
-            after = page[-1][0]
+            position, seq = page[-1][0], page[-1][1]
 
     def position(self, stream: str, seq: int) -> int | None:
         """Where the entry (stream, seq) sits in the log, if it is here."""
@@ -107,3 +108,8 @@ class Spool:
             (stream, seq),
         ).fetchone()
         return None if row is None else int(row[0])
+
+
+def reader(path: str) -> Spool:
+    """Another connection to a spool written elsewhere, for reading only (a worker's)."""
+    return Spool(Path(path), readonly=True)

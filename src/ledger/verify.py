@@ -1,40 +1,67 @@
 """Verification of a whole ledger, trusting nothing but the ledger's public key.
 
-One checking core (`check_log`) reads a log once, in position order, in constant memory (plus
-one head per stream): worker processes parse every entry and check its signature against the
-key valid when it was recorded (revocations and `compromised_since` included, from the
-directory's final state); this process checks every stream's hash chain and the sealed entry
-hashes, and rebuilds the Merkle tree, whose root must match every signed checkpoint at its
-size (and a trusted one, saved earlier). What it reads comes from a `Source`: `verify_store`
-reads the store itself and also checks positions against its notification log; another source
-may be a copy of the log read from elsewhere (e.g. through a server's API). The first failure
-is named by position, stream and seq.
+One checking core (`check_log`) reads a log in constant memory (plus a little per stream), on
+every core, and parses each entry once. First this process folds the directory (its final
+state, later revocations and `compromised_since` included, is what every key is judged by);
+then:
+
+- it reads the log once, in position order: it checks that every position holds the entry the
+  sealer sealed there (for a store, against its notification log: nothing missing, nothing the
+  sealer never saw) and rebuilds the Merkle tree, whose root must match every signed
+  checkpoint at its size (and a trusted one, saved earlier). Each stream it meets goes to a
+  worker process;
+- a worker reads its streams from the same source itself, seq by seq: it parses every entry
+  (its canonical bytes, its statement in full), checks its signature against the key valid
+  when it was recorded and its place in the stream's hash chain, and replays the stream's
+  rules as it goes (`rules`, if given; for every stream but the directory);
+- at the end, each stream must have ended in the worker where it ended in this process.
+
+What it reads comes from a `Source`: `verify_store` reads the store itself (up to the last
+entry there when verification begins); another source may be a copy of the log read from
+elsewhere (e.g. through a server's API). The failure named, by position, stream and seq, is
+the earliest in the log that the entries, chains, positions or tree show; only if there is
+none, the earliest entry the rules refuse (an altered directory entry can make the rules
+refuse entries before it: the altered entry is the one to name).
 """
 
 from __future__ import annotations
 
+import binascii
 import os
-from collections import deque
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from hashlib import sha256
+from itertools import islice
 from typing import Any, NoReturn, Protocol
 from uuid import UUID
+
+import msgspec
+import msgspec.inspect
+import orjson
+from cryptography.exceptions import InvalidSignature
 
 from ledger import checkpoint as checkpoints
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, CheckpointInvalid
-from ledger.directory import Directory, KeyRecord
-from ledger.entry import GENESIS_PREV, read_entry
+from ledger.clock import parse_timestamp
+from ledger.directory import Directory, KeyRecord, Person
+from ledger.entry import GENESIS_PREV, Entry, read_entry
 from ledger.errors import IntegrityViolation, LedgerError
 from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64
 from ledger.ledger import Ledger
 from ledger.log import Log
-from ledger.merkle import leaf_hash
+from ledger.merkle import node_hash
+from ledger.statement import Header, Statement, signing_input
+from ledger.store import parse_store
+from ledger.stream import ENTRY_TOPIC
+from ledger.tables import Tables
 
-CHUNK = 500  # entries per batch handed to a worker
-_PAGE = 2000
+PAGE = 2000  # rows read at a time, by this process and by each worker
+TASK = 1000  # entries (as far as this process has seen them) of the streams in one task
+_TASK_STREAMS = 64  # and at most this many streams
+RUN = 128  # entries a worker parses before it checks their signatures together
 
 
 @dataclass(frozen=True)
@@ -77,10 +104,37 @@ class Report:
     stream_ids: tuple[str, ...]
 
 
-# What a worker reports of one entry: stream, seq, prev, recorded_at, problem (or None).
+# What `check_entry` reports of one entry: stream, seq, prev, recorded_at, problem (or None).
 Summary = tuple[str, int, str, str, str | None]
-Checked = tuple[Summary, str, bytes]  # with the entry hash (hex) and the leaf hash
-Read = tuple[int | None, str, bytes]  # position (None: not sealed), sealed hash, entry bytes
+# A row of the log as this process reads it: position (None: not sealed yet), the entry hash
+# sealed there (raw), where the source holds the entry (stream as the source names it, seq),
+# the source's own key for the row (growing along the log: a notification id, or the
+# position), and the entry bytes.
+Row = tuple[int | None, bytes, str, int, int, bytes]
+# A row of one stream as a worker reads it: the source's key, seq, entry bytes.
+StreamRow = tuple[int, int, bytes]
+# What a worker found wrong: the row's key, stream, seq, and the problem.
+Flaw = tuple[int, str, int, str]
+# A worker's account of one stream: its stream, entries read, the hash of the last one that
+# checked out, the first flaw in an entry or the chain (where it stopped), and the first entry
+# the rules refuse.
+Checked = tuple[str, int, str, Flaw | None, Flaw | None]
+# Given a stream (not the directory) and the directory's final state: a step that replays the
+# stream's entries one after another against its rules, raising `IntegrityViolation` at the
+# first it refuses. It runs in worker processes, so it must pickle (e.g. a module's class).
+Rules = Callable[[str, Directory], Callable[[Entry], None]]
+
+
+class Streams(Protocol):
+    """A worker's reader of whole streams."""
+
+    def stream(self, stream: str) -> Iterator[StreamRow]:
+        """The stream's rows by seq, a page at a time."""
+        ...
+
+
+# How a worker opens its own `Streams` (it must pickle): a callable and its arguments.
+Opener = tuple[Callable[..., Streams], tuple[Any, ...]]
 
 
 class Source(Protocol):
@@ -104,9 +158,21 @@ class Source(Protocol):
         """Every signed checkpoint the tree must match, by size, each checked."""
         ...
 
-    def batches(self) -> Iterator[list[Read]]:
-        """Every entry in position order, then those not sealed yet, in batches of `CHUNK`;
-        raises `VerificationFailed` where an entry is missing or out of place."""
+    def rows(self) -> Iterator[list[Row]]:
+        """Every entry in position order, then those not sealed yet, a page at a time; raises
+        `VerificationFailed` where an entry is missing or out of place."""
+        ...
+
+    def streams(self) -> Opener:
+        """How a worker opens a reader of the same entries, stream by stream."""
+        ...
+
+    def name(self, stream: str) -> str:
+        """A stream's id, from the name its rows give it."""
+        ...
+
+    def position(self, key: int) -> int | None:
+        """The position of the row with this key (None: not sealed)."""
         ...
 
 
@@ -116,11 +182,12 @@ def verify_store(
     trusted: Checkpoint | None = None,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    rules: Rules | None = None,
 ) -> Report:
     """Verify everything the store holds; raises `VerificationFailed` at the first problem."""
     log = Log(ledger)
     try:
-        return check_log(_Store(ledger, log, ledger_key), trusted, workers, progress)
+        return check_log(_Store(ledger, log, ledger_key), trusted, workers, progress, rules)
     finally:
         log.close()
 
@@ -130,6 +197,7 @@ def check_log(
     trusted: Checkpoint | None = None,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    rules: Rules | None = None,
 ) -> Report:
     """The checking core: every entry of `source`, on every core; raises `VerificationFailed`
     at the first problem."""
@@ -146,62 +214,91 @@ def check_log(
     counted = _Counted(source.checkpoints())
     signed = _with_trusted(counted, trusted)
     expected = next(signed, None)
-    heads: dict[str, tuple[int, str, str]] = {}
-    frontier = merkle.Frontier()
-    matched = latest  # the largest signed checkpoint the tree is known to match, at the end
-    checked = unpositioned = 0
     while expected is not None and expected.size == 0:
         if expected.root != merkle.EMPTY_ROOT:
             fail(0, "log", 0, "the empty tree's checkpoint has a wrong root")
         expected = next(signed, None)
     workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(
-        workers, initializer=_init, initargs=_keys(directory, source.authority)
-    ) as pool:
-        for batch, summaries in _ordered(pool, source.batches(), workers * 2):
-            for (position, sealed, _), (summary, entry_hash, leaf) in zip(
-                batch, summaries, strict=True
-            ):
-                stream, seq, prev, recorded_at, problem = summary
-                if problem is not None:
-                    fail(position, stream, seq, problem)
-                _chain(heads, position, stream, seq, prev, recorded_at, entry_hash)
-                if position is None:
-                    unpositioned += 1
-                    continue
-                if entry_hash != sealed:
-                    fail(position, stream, seq, "the entry differs from the one sealed")
-                frontier.append(leaf)
-                while expected is not None and expected.size == frontier.size:
-                    if frontier.root() != expected.root:
-                        fail(
-                            position,
-                            stream,
-                            seq,
-                            f"the tree of size {expected.size} does not match its signed"
-                            " checkpoint: history was rewritten",
-                        )
-                    if expected.size > matched.size:
-                        matched = expected
-                    expected = next(signed, None)
-            checked += len(batch)
-            if progress is not None:
-                progress(len(batch))
-    if frontier.size < latest.size:
-        fail(
-            frontier.size,
-            "log",
-            0,
-            f"the signed checkpoint covers {latest.size} entries but the log holds only"
-            f" {frontier.size}: entries were removed",
-        )
+    pool = ProcessPoolExecutor(
+        workers,
+        initializer=_init,
+        initargs=(_pack(directory), public_key_b64(source.authority), source.streams(), rules),
+    )
+    try:
+        tasks = _Tasks(pool, progress)
+        # Per stream as the source names it: [entries, hash of the last, its id].
+        heads: dict[str, list[Any]] = {}
+        tree = _Tree()
+        matched = latest  # the largest signed checkpoint the tree is known to match, at the end
+        checked = unpositioned = 0
+        stopped: Failure | None = None
+        whole = False  # whether every row was read
+        try:
+            for page in source.rows():
+                for position, sealed, stream, seq, _, data in page:
+                    checked += 1
+                    entry_hash = sha256(data).digest()
+                    head = heads.get(stream)
+                    if head is None:
+                        head = heads[stream] = [1, entry_hash, source.name(stream)]
+                        tasks.meet(head)
+                    else:
+                        head[0] += 1
+                        head[1] = entry_hash
+                    if position is None:
+                        unpositioned += 1
+                        continue
+                    if entry_hash != sealed:
+                        fail(position, head[2], seq, "the entry differs from the one sealed")
+                    leaf = _LEAF.copy()  # merkle.leaf_hash(data), without copying the data
+                    leaf.update(data)
+                    tree.append(leaf.digest())
+                    while expected is not None and expected.size == tree.size:
+                        if tree.root() != expected.root:
+                            fail(
+                                position,
+                                head[2],
+                                seq,
+                                f"the tree of size {expected.size} does not match its signed"
+                                " checkpoint: history was rewritten",
+                            )
+                        if expected.size > matched.size:
+                            matched = expected
+                        expected = next(signed, None)
+                tasks.dispatch()
+                if page and tasks.flawed_before(page[-1][4]):
+                    break  # a worker found an entry that comes before anything still unread
+            else:
+                whole = True
+        except VerificationFailed as exc:
+            stopped = exc.failure  # named once the entries before it are checked
+            tasks.quiet = True
+        tasks.dispatch()
+        if whole and tree.size < latest.size:
+            stopped = Failure(
+                tree.size,
+                "log",
+                0,
+                f"the signed checkpoint covers {latest.size} entries but the log holds only"
+                f" {tree.size}: entries were removed",
+            )
+            tasks.quiet = True
+        flaws, refused = tasks.results(whole and stopped is None)
+    finally:
+        pool.shutdown(cancel_futures=True)
+    first = _first(source, flaws)
+    if first is not None and (stopped is None or _before(first, stopped)):
+        stopped = first
+    stopped = stopped or _first(source, refused)
+    if stopped is not None:
+        raise VerificationFailed(stopped)
     return Report(
         checked,
         len(heads),
         matched,
         counted.count,
-        unpositioned + frontier.size - matched.size,
-        tuple(heads),
+        unpositioned + tree.size - matched.size,
+        tuple(head[2] for head in heads.values()),
     )
 
 
@@ -212,21 +309,16 @@ def check_entry(data: bytes, directory: Directory, authority: Ed25519PublicKey) 
         statement = entry.statement
     except LedgerError as exc:
         return ("", 0, "", "", f"the entry does not parse: {exc.detail}")
-    summary = (statement.stream, entry.seq, entry.prev, entry.recorded_at)
-    if UUID(statement.stream) == directory.id:
-        if statement.kid != directory.authority_kid:
-            return (*summary, "directory entries are signed with the authority key")
-        public = authority
-        problem = None
-    else:
-        problem = directory.key_problem(statement.kid, statement.by, entry.recorded_at)
-        record = directory.keys.get(statement.kid)
-        if record is None or record.person != statement.by:
-            return (*summary, problem)
-        public = record.public
-    if not entry.signature_valid(public):
-        return (*summary, "the signature does not verify: the entry was altered")
-    return (*summary, problem)
+    problem = entry_problem(entry, directory, authority)
+    return (statement.stream, entry.seq, entry.prev, entry.recorded_at, problem)
+
+
+def entry_problem(entry: Entry, directory: Directory, authority: Ed25519PublicKey) -> str | None:
+    """What is wrong with a parsed entry's signature or key, if anything."""
+    public, problem = _key(entry, directory, authority)
+    if public is not None and not entry.signature_valid(public):
+        return "the signature does not verify: the entry was altered"
+    return problem
 
 
 def fail(position: int | None, stream: str, seq: int, problem: str) -> NoReturn:
@@ -236,10 +328,12 @@ def fail(position: int | None, stream: str, seq: int, problem: str) -> NoReturn:
 
 class _Store:
     """The log as the store holds it: entries in notification order, matched to the positions
-    the sealer gave them, and every checkpoint it signed."""
+    the sealer gave them, and every checkpoint it signed; up to the last entry stored when it
+    is first read (entries appended meanwhile are left to the next verification)."""
 
     def __init__(self, ledger: Ledger, log: Log, ledger_key: Ed25519PublicKey) -> None:
         self.ledger, self.log, self.ledger_key = ledger, log, ledger_key
+        self._last: int | None = None
 
     @property
     def authority(self) -> Ed25519PublicKey:
@@ -265,11 +359,11 @@ class _Store:
         while True:
             rows = self.log.tables.query(
                 "SELECT size, root, note FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT ?",
-                (after, _PAGE),
+                (after, PAGE),
             )
             for size, root, note in rows:
                 yield self._parse(Checkpoint(self.ledger.origin, int(size), bytes(root), note))
-            if len(rows) < _PAGE:
+            if len(rows) < PAGE:
                 break
             after = int(rows[-1][0])
 
@@ -281,41 +375,54 @@ class _Store:
         assert isinstance(directory, Directory)
         return directory
 
-    def batches(self) -> Iterator[list[Read]]:
-        """(position or None, sealed hash, entry bytes) in log order, matched to positions."""
-        positions = self._positions()
-        batch: list[Read] = []
+    @property
+    def last(self) -> int:
+        """The last notification id when verification began: nothing after it is read."""
+        if self._last is None:
+            self._last = int(self.ledger.recorder.max_notification_id() or 0)
+        return self._last
+
+    def streams(self) -> Opener:
+        return (StoreStreams, (self.ledger.store.url, self._table, self.last))
+
+    def name(self, stream: str) -> str:
+        return stream if self.log.tables.postgres else _dashed(stream)
+
+    def position(self, key: int) -> int | None:
+        rows = self.log.tables.query(
+            "SELECT position FROM log_entries WHERE notification_id = ?", (key,)
+        )
+        return int(rows[0][0]) if rows else None
+
+    def rows(self) -> Iterator[list[Row]]:
+        """Rows in log order, matched to positions: the notification id is each row's key."""
+        last = self.last
+        positions = self._positions(last)
+        batch: list[Row] = []
         stopped: VerificationFailed | None = None
         try:
             pending = next(positions, None)
-            after = 0
-            while True:
-                page = self.log.unsealed(after, _PAGE)
-                for notification_id, row_stream, row_seq, data in page:
+            for page in self._events(last):
+                for notification_id, stream, seq, data in page:
                     if pending is None:
-                        batch.append((None, "", data))
-                    else:
-                        position, nid, stream, seq, sealed = pending
+                        batch.append((None, b"", stream, seq, notification_id, data))
+                        continue
+                    position, nid, sealed = pending
+                    if notification_id != nid:
                         if notification_id > nid:
-                            fail(position, stream, seq, "the sealed entry is missing")
-                        if notification_id < nid:
-                            fail(
-                                position,
-                                row_stream,
-                                row_seq,
-                                "an entry the sealer never saw is in the log",
-                            )
-                        batch.append((position, sealed, data))
-                        pending = next(positions, None)
-                    if len(batch) >= CHUNK:
-                        yield batch
-                        batch = []
-                if len(page) < _PAGE:
-                    break
-                after = page[-1][0]
+                            self._fail_at(position, "the sealed entry is missing")
+                        fail(
+                            position,
+                            self.name(stream),
+                            seq,
+                            "an entry the sealer never saw is in the log",
+                        )
+                    batch.append((position, sealed, stream, seq, notification_id, data))
+                    pending = next(positions, None)
+                yield batch
+                batch = []
             if pending is not None:
-                position, _, stream, seq, _ = pending
-                fail(position, stream, seq, "the sealed entry is missing")
+                self._fail_at(pending[0], "the sealed entry is missing")
         except VerificationFailed as exc:
             stopped = exc  # raised once the entries before it are checked: one may be worse
         if batch:
@@ -323,23 +430,95 @@ class _Store:
         if stopped is not None:
             raise stopped
 
-    def _positions(self) -> Iterator[tuple[int, int, str, int, str]]:
-        after = -1
+    @property
+    def _table(self) -> str:
+        table: str = self.ledger.recorder.events_table_name  # type: ignore[attr-defined]
+        return table
+
+    def _events(self, last: int) -> Iterator[list[tuple[int, str, int, bytes]]]:
+        """(notification id, stream as stored, seq, entry bytes) up to `last`, in pages."""
+        if self.log.tables.postgres:
+            key, stream = "notification_id", "originator_id::text"
+        else:
+            key, stream = "rowid", "originator_id"  # eventsourcing stores UUIDs' hex there
+        sql = (
+            f"SELECT {key}, {stream}, originator_version, state FROM {self._table}"
+            f" WHERE {key} > ? AND {key} <= ? AND topic = ? ORDER BY {key} LIMIT ?"
+        )
+        after = 0
         while True:
-            page = self.log.positions(after, _PAGE)
-            for expected, row in enumerate(page, start=after + 1):
-                if row[0] != expected:
-                    fail(expected, row[2], row[3], "positions are not dense")
-                yield row
-            if len(page) < _PAGE:
+            page = self.log.tables.query(sql, (after, last, ENTRY_TOPIC, PAGE))
+            if page:
+                yield page
+            if len(page) < PAGE:
                 return
             after = page[-1][0]
+
+    def _positions(self, last: int) -> Iterator[tuple[int, int, bytes]]:
+        """(position, notification id, sealed entry hash) up to the notification `last`."""
+        after = -1
+        while True:
+            page = self.log.tables.query(
+                "SELECT position, notification_id, hash FROM log_entries WHERE position > ?"
+                " ORDER BY position LIMIT ?",
+                (after, PAGE),
+            )
+            for expected, row in enumerate(page, start=after + 1):
+                if row[1] > last:
+                    return  # sealed after verification began
+                if row[0] != expected:
+                    self._fail_at(row[0], "positions are not dense", expected)
+                yield row
+            if len(page) < PAGE:
+                return
+            after = page[-1][0]
+
+    def _fail_at(self, position: int, problem: str, named: int | None = None) -> NoReturn:
+        """Fail at a position, naming the stream and seq sealed at `position`."""
+        stream, seq = self.log.tables.query(
+            "SELECT stream, seq FROM log_entries WHERE position = ?", (position,)
+        )[0]
+        fail(position if named is None else named, stream, int(seq), problem)
 
     def _position(self, stream: str, seq: int) -> int | None:
         rows = self.log.tables.query(
             "SELECT position FROM log_entries WHERE stream = ? AND seq = ?", (stream, seq)
         )
         return int(rows[0][0]) if rows else None
+
+
+def _dashed(hex_id: str) -> str:
+    """A UUID stored as 32 hex digits, in its usual 8-4-4-4-12 form."""
+    h = hex_id
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class StoreStreams:
+    """A worker's reader of whole streams from the store's event table, up to notification
+    id `last`; each row's key is its notification id."""
+
+    def __init__(self, url: str, table: str, last: int) -> None:
+        store = parse_store(url)
+        self._tables = Tables(store, ())
+        self._postgres = store.is_postgres
+        key = "notification_id" if self._postgres else "rowid"
+        self._sql = (
+            f"SELECT {key}, originator_version, state FROM {table} WHERE originator_id = ?"
+            f" AND originator_version > ? AND {key} <= ? AND topic = ?"
+            " ORDER BY originator_version LIMIT ?"
+        )
+        self._last = last
+
+    def stream(self, stream: str) -> Iterator[StreamRow]:
+        # Stored as a UUID on PostgreSQL, as its 32 hex digits on SQLite.
+        stored: Any = UUID(stream) if self._postgres else stream.replace("-", "")
+        after = 0
+        while True:
+            page = self._tables.query(self._sql, (stored, after, self._last, ENTRY_TOPIC, PAGE))
+            yield from page
+            if len(page) < PAGE:
+                return
+            after = page[-1][1]
 
 
 class _Counted:
@@ -366,88 +545,454 @@ def _with_trusted(signed: _Counted, trusted: Checkpoint | None) -> Iterator[Chec
         yield trusted
 
 
-def _chain(
-    heads: dict[str, tuple[int, str, str]],
-    position: int | None,
-    stream: str,
-    seq: int,
-    prev: str,
-    recorded_at: str,
-    entry_hash: str,
-) -> None:
-    last_seq, last_hash, last_time = heads.get(stream, (0, GENESIS_PREV, ""))
-    if seq != last_seq + 1:
-        fail(position, stream, seq, f"expected seq {last_seq + 1} of this stream")
-    if prev != last_hash:
-        fail(position, stream, seq, f"prev does not match the hash of seq {last_seq}")
-    if recorded_at < last_time:
-        fail(position, stream, seq, "recorded_at goes backwards")
-    heads[stream] = (seq, entry_hash, recorded_at)
+_LEAF = sha256(b"\x00")  # RFC 9162's leaf prefix, hashed
 
 
-def _ordered(
-    pool: ProcessPoolExecutor,
-    batches: Iterator[list[Read]],
-    window: int,
-) -> Iterator[tuple[list[Read], list[Checked]]]:
-    """Results in submission order, with at most `window` batches in flight (bounded memory).
+class _Tree:
+    """The RFC 9162 tree's right edge as leaves are added (`merkle.Frontier`, keeping only
+    what a root needs: nothing is stored)."""
 
-    A failure the source raises is raised once the batches before it are checked: one of
-    them may hold an earlier failure.
-    """
-    queue: deque[tuple[list[Read], Future[list[Checked]]]] = deque()
-    stopped: VerificationFailed | None = None
-    try:
-        for batch in batches:
-            queue.append((batch, pool.submit(_check_batch, [data for _, _, data in batch])))
-            if len(queue) >= window:
-                done, future = queue.popleft()
-                yield done, future.result()
-    except VerificationFailed as exc:
-        stopped = exc
-    while queue:
-        done, future = queue.popleft()
-        yield done, future.result()
-    if stopped is not None:
-        raise stopped
+    def __init__(self) -> None:
+        self.size = 0
+        self._perfect: list[bytes] = []  # the perfect subtrees making up `size`, largest first
+
+    def append(self, leaf: bytes) -> None:
+        perfect = self._perfect
+        perfect.append(leaf)
+        size = self.size
+        self.size = size + 1
+        while size & 1:  # a subtree of the new leaf's size completes one of twice that
+            right = perfect.pop()
+            perfect[-1] = node_hash(perfect[-1], right)
+            size >>= 1
+
+    def root(self) -> bytes:
+        if not self._perfect:
+            return merkle.EMPTY_ROOT
+        result = self._perfect[-1]
+        for left in reversed(self._perfect[:-1]):
+            result = node_hash(left, result)
+        return result
+
+
+class _Tasks:
+    """Streams handed to the workers as this process meets them, a few to a task, and what
+    the workers found."""
+
+    def __init__(self, pool: ProcessPoolExecutor, progress: Callable[[int], None] | None) -> None:
+        self._pool = pool
+        self._progress = progress
+        self._met: list[list[Any]] = []  # heads of streams met since the last dispatch
+        self._tasks: list[tuple[Future[list[Checked]], list[list[Any]]]] = []
+        self._reported = 0  # tasks whose entries progress has counted
+        self._flaws: list[int] = []  # keys of flaws found so far (appended by another thread)
+        self.quiet = False  # once a failure is known, progress stops
+
+    def meet(self, head: list[Any]) -> None:
+        """A stream seen for the first time (its head, as this process keeps it)."""
+        self._met.append(head)
+
+    def dispatch(self) -> None:
+        """Hand the streams met so far to the workers; count the entries of tasks done."""
+        task: list[list[Any]] = []
+        size = 0
+        for head in self._met:
+            task.append(head)
+            size += head[0]
+            if size >= TASK or len(task) >= _TASK_STREAMS:
+                self._submit(task)
+                task, size = [], 0
+        if task:
+            self._submit(task)
+        self._met = []
+        tasks = self._tasks
+        while self._reported < len(tasks) and tasks[self._reported][0].done():
+            self._report(tasks[self._reported][0])
+            self._reported += 1
+
+    def _submit(self, heads: list[list[Any]]) -> None:
+        future = self._pool.submit(_check_streams, [head[2] for head in heads])
+        future.add_done_callback(self._noted)
+        self._tasks.append((future, heads))
+
+    def _noted(self, future: Future[list[Checked]]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        self._flaws.extend(flaw[0] for *_, flaw, _ in future.result() if flaw is not None)
+
+    def flawed_before(self, key: int) -> bool:
+        """Whether a worker has found a flaw at or before the row with this key."""
+        return bool(self._flaws) and min(self._flaws) <= key
+
+    def _report(self, future: Future[list[Checked]]) -> None:
+        checked = future.result()
+        if any(flaw or refused for *_, flaw, refused in checked):
+            self.quiet = True
+        if self._progress is not None and not self.quiet:
+            self._progress(sum(count for _, count, *_ in checked))
+
+    def results(self, whole: bool) -> tuple[list[Flaw], list[Flaw]]:
+        """Wait for every task: the flaws found, and the entries the rules refuse. After a
+        whole pass, each stream must end where this process saw it end."""
+        flaws: list[Flaw] = []
+        refused: list[Flaw] = []
+        for index, (future, heads) in enumerate(self._tasks):
+            checked = future.result()
+            if index >= self._reported:
+                self._report(future)
+            for (stream, count, last, flaw, broken), head in zip(checked, heads, strict=True):
+                if flaw is not None:
+                    flaws.append(flaw)
+                elif whole and (count != head[0] or last != head[1].hex()):
+                    flaws.append((-1, stream, count, "the stream changed while it was verified"))
+                if broken is not None:
+                    refused.append(broken)
+        return flaws, refused
+
+
+def _first(source: Source, flaws: list[Flaw]) -> Failure | None:
+    """The flaw that comes first in the log, named by its position."""
+    if not flaws:
+        return None
+    key, stream, seq, problem = min(flaws, key=lambda flaw: (flaw[0] < 0, flaw[0]))
+    if key < 0:
+        return Failure(None, "log", 0, f"stream {stream}: {problem}")
+    return Failure(source.position(key), stream, seq, problem)
+
+
+def _before(flaw: Failure, failure: Failure) -> bool:
+    """Whether an entry's flaw comes before this process's failure (at one position, the
+    flaw in the entry itself is named)."""
+    if flaw.position is None or flaw.stream == "log":
+        return False
+    return failure.position is None or flaw.position <= failure.position
 
 
 # -- worker processes ---------------------------------------------------------------------------
 
-_WORKER: tuple[Directory, Ed25519PublicKey] | None = None
 
-KeyRow = tuple[str, str, str, str, str | None, str | None]
+@dataclass(frozen=True)
+class _Worker:
+    directory: Directory
+    authority: Ed25519PublicKey
+    streams: Streams
+    rules: Rules | None
 
 
-def _keys(directory: Directory, authority: Ed25519PublicKey) -> tuple[Any, ...]:
-    rows: list[KeyRow] = [
-        (r.kid, r.person, public_key_b64(r.public), r.bound_at, r.revoked_at, r.compromised_since)
+_WORKER: _Worker | None = None
+
+KeyRow = tuple[str, str, str, str, str | None, str | None, str | None]
+
+
+def _pack(directory: Directory) -> tuple[Any, ...]:
+    """The directory's state as it pickles (keys by their base64url bytes)."""
+    keys: list[KeyRow] = [
+        (
+            r.kid,
+            r.person,
+            public_key_b64(r.public),
+            r.bound_at,
+            r.revoked_at,
+            r.compromised_since,
+            r.reason,
+        )
         for r in directory.keys.values()
     ]
-    return (str(directory.id), directory.authority_kid, public_key_b64(authority), rows)
+    head = (directory.version, directory.head, directory.recorded_at)
+    return (
+        directory.key,
+        head,
+        directory.persons,
+        keys,
+        directory.authority,
+        directory.authority_kid,
+    )
 
 
-def _init(directory_id: str, authority_kid: str | None, authority: str, rows: list[KeyRow]) -> None:
-    global _WORKER
-    directory = Directory(UUID(directory_id))
-    directory.authority_kid = authority_kid
-    for kid, person, public, bound_at, revoked_at, compromised_since in rows:
+def _unpack(
+    key: str,
+    head: tuple[int, str, str],
+    persons: dict[str, Person],
+    keys: list[KeyRow],
+    authority: str | None,
+    authority_kid: str | None,
+) -> Directory:
+    directory = Directory(UUID(key))
+    directory.version, directory.head, directory.recorded_at = head
+    directory.persons = persons
+    for kid, person, public, bound_at, revoked_at, compromised_since, reason in keys:
         directory.keys[kid] = KeyRecord(
             kid,
             person,
             public_key_from_b64(public),
             bound_at,
-            revoked_at=revoked_at,
-            compromised_since=compromised_since,
+            revoked_at,
+            compromised_since,
+            reason,
         )
-    _WORKER = (directory, public_key_from_b64(authority))
+    directory.authority, directory.authority_kid = authority, authority_kid
+    return directory
 
 
-def _check_batch(datas: list[bytes]) -> list[Checked]:
-    """Each entry's summary, entry hash and leaf hash (the hashing is spread over the cores)."""
+def _init(packed: tuple[Any, ...], authority: str, opener: Opener, rules: Rules | None) -> None:
+    global _WORKER
+    open_streams, args = opener
+    _WORKER = _Worker(_unpack(*packed), public_key_from_b64(authority), open_streams(*args), rules)
+
+
+def _check_streams(streams: list[str]) -> list[Checked]:
     assert _WORKER is not None
-    directory, authority = _WORKER
-    return [
-        (check_entry(data, directory, authority), sha256(data).hexdigest(), leaf_hash(data))
-        for data in datas
-    ]
+    return [_check_stream(_WORKER, stream) for stream in streams]
+
+
+def _check_stream(worker: _Worker, stream: str) -> Checked:
+    """Every entry of one stream, in seq order: parsed, signature and key, chain, rules.
+
+    Entries go a run at a time: parsed, then their signatures checked one after another (the
+    cryptography's code and tables stay in the cache meanwhile, which saves a tenth of each
+    check), then in order, each entry's key, its place in the chain and the rules.
+    """
+    directory, authority = worker.directory, worker.authority
+    replay = None
+    if worker.rules is not None and stream != directory.key:
+        try:
+            replay = worker.rules(stream, directory)
+        except ValueError:  # not a stream id: its first entry cannot name it either
+            replay = None
+    count, last_seq, head, last_time = 0, 0, GENESIS_PREV, ""
+    refused: Flaw | None = None
+    rows = worker.streams.stream(stream)
+    while run := list(islice(rows, RUN)):
+        entries: list[tuple[int, int, Entry]] = []
+        unreadable: Flaw | None = None
+        for key, seq, data in run:
+            try:
+                entry = read_entry(data)
+                parse(entry)
+            except LedgerError as exc:
+                unreadable = (key, stream, seq, f"the entry does not parse: {exc.detail}")
+                break
+            entry.__dict__["hash"] = sha256(data).hexdigest()
+            entries.append((key, seq, entry))
+        problems = _problems([entry for _, _, entry in entries], directory, authority)
+        for (key, seq, entry), problem in zip(entries, problems, strict=True):
+            count += 1
+            statement = entry.statement
+            if problem is None:
+                if statement.stream != stream or entry.seq != seq:
+                    problem = f"the entry is seq {entry.seq} of stream {statement.stream}"
+                elif seq != last_seq + 1:
+                    problem = f"expected seq {last_seq + 1} of this stream"
+                elif entry.prev != head:
+                    problem = f"prev does not match the hash of seq {last_seq}"
+                elif entry.recorded_at < last_time:
+                    problem = "recorded_at goes backwards"
+            if problem is not None:
+                return stream, count, head, (key, stream, seq, problem), refused
+            head, last_seq, last_time = entry.hash, seq, entry.recorded_at
+            if replay is not None:
+                try:
+                    replay(entry)
+                except IntegrityViolation as exc:
+                    refused = (key, stream, seq, exc.problem)
+                    replay = None  # its state is past trusting; the chain is still checked
+        if unreadable is not None:
+            return stream, count + 1, head, unreadable, refused
+    return stream, count, head, None, refused
+
+
+def _problems(
+    entries: list[Entry], directory: Directory, authority: Ed25519PublicKey
+) -> list[str | None]:
+    """`entry_problem` of each entry, the signatures checked in one run."""
+    problems: list[str | None] = []
+    checks: list[tuple[int, Ed25519PublicKey, bytes | None, bytes]] = []
+    for index, entry in enumerate(entries):
+        public, problem = _key(entry, directory, authority)
+        problems.append(problem)
+        if public is not None:
+            checks.append(
+                (index, public, _signature(entry.sig), signing_input(entry.statement_bytes))
+            )
+    for index, public, signature, message in checks:
+        try:
+            if signature is None:
+                raise InvalidSignature
+            public.verify(signature, message)
+        except InvalidSignature:
+            problems[index] = "the signature does not verify: the entry was altered"
+    return problems
+
+
+def _key(
+    entry: Entry, directory: Directory, authority: Ed25519PublicKey
+) -> tuple[Ed25519PublicKey | None, str | None]:
+    """The key to check the entry's signature with (None: there is none to check it with),
+    and what else is wrong with the key, if anything."""
+    statement = entry.statement
+    # A statement's stream is a lowercase hyphenated UUID: equal strings, equal UUIDs.
+    if statement.stream == directory.key:
+        if statement.kid != directory.authority_kid:
+            return None, "directory entries are signed with the authority key"
+        return authority, None
+    problem = directory.key_problem(statement.kid, statement.by, entry.recorded_at)
+    record = directory.keys.get(statement.kid)
+    if record is None or record.person != statement.by:
+        return None, problem
+    return record.public, problem
+
+
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _signature(text: str) -> bytes | None:
+    """`ledger.encoding.from_b64url(text)`, or None where it raises: the same steps, without
+    the layers of `base64` around them."""
+    if "=" in text or not text.isascii():
+        return None
+    raw = text.encode("ascii")
+    try:
+        data = binascii.a2b_base64(raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4))
+    except binascii.Error:
+        return None
+    if binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=") != raw:
+        return None
+    return data
+
+
+# -- reading a statement ------------------------------------------------------------------------
+
+
+def parse(entry: Entry) -> Statement:
+    """The entry's statement, validated in full: `entry.statement`, sooner.
+
+    Verification reads every entry's statement in full (`Statement`, every pattern checked)
+    and its header (`Header`, which folding reads). Here the statement bytes are decoded once,
+    as the header; the `Statement` is made of its fields, each checked against the constraints
+    `Statement` declares for it (read from its type, so that the two cannot drift apart; the
+    fields that repeat from entry to entry are not checked again), and of its body. Whatever
+    that does not accept is left to `entry.statement`, which names what is wrong as it always
+    did. Both land where the cached properties keep them.
+    """
+    fields = entry.__dict__
+    try:
+        header = _decode_header(entry.statement_bytes)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return entry.statement
+    fields["header"] = header
+    statement = _made(header, entry.statement_bytes)
+    if statement is None:
+        return entry.statement
+    fields["statement"] = statement
+    return statement
+
+
+_decode_header = msgspec.json.Decoder(Header).decode
+Check = tuple[int | None, int | None, re.Pattern[str] | None]  # length bounds, pattern
+
+# `Statement`'s fields (Python name: JSON name), as `_made` builds one.
+_FIELDS = {
+    "ledger": "ledger",
+    "id": "id",
+    "stream": "stream",
+    "kind": "kind",
+    "by": "by",
+    "kid": "kid",
+    "at": "at",
+    "body": "body",
+    "for_": "for",
+}
+_REPEATED = ("ledger", "stream", "kind", "by", "kid")  # the same from entry to entry, mostly
+_REMEMBERED = 4096  # combinations of them known to be valid, kept at most
+
+
+def _constraints() -> dict[str, Check] | None:
+    """Per text field of `Statement`: its length bounds and pattern, as msgspec checks them;
+    None unless `Statement` has the fields `_made` builds, with text or (`body`) any JSON
+    object, and `Header` reads the same fields as text (`for` possibly null) and a raw body."""
+    statement = msgspec.inspect.type_info(Statement)
+    header = msgspec.inspect.type_info(Header)
+    if not (
+        isinstance(statement, msgspec.inspect.StructType)
+        and isinstance(header, msgspec.inspect.StructType)
+        and statement.forbid_unknown_fields
+        and header.forbid_unknown_fields
+        and {f.name: f.encode_name for f in statement.fields} == _FIELDS
+    ):
+        return None
+    text = msgspec.inspect.StrType()
+    read = {f.encode_name: (f.required, f.type) for f in header.fields}
+    if read != {
+        **{name: (True, text) for name in _FIELDS.values() if name not in ("body", "for")},
+        "body": (True, msgspec.inspect.RawType()),
+        "for": (False, msgspec.inspect.UnionType((text, msgspec.inspect.NoneType()))),
+    }:
+        return None
+    checks: dict[str, Check] = {}
+    for f in statement.fields:
+        kind = f.type.type if isinstance(f.type, msgspec.inspect.Metadata) else f.type
+        if f.name == "body":
+            if kind != msgspec.inspect.DictType(text, msgspec.inspect.AnyType()) or not f.required:
+                return None
+        elif isinstance(kind, msgspec.inspect.StrType) and f.required == (f.name != "for_"):
+            pattern = None if kind.pattern is None else re.compile(kind.pattern)
+            checks[f.name] = (kind.min_length, kind.max_length, pattern)
+        else:
+            return None
+    return checks
+
+
+_CHECKS = _constraints()
+_SEEN: set[tuple[str, ...]] = set()
+
+
+def _meets(check: Check, value: str) -> bool:
+    shortest, longest, pattern = check
+    return (
+        (shortest is None or len(value) >= shortest)
+        and (longest is None or len(value) <= longest)
+        and (pattern is None or pattern.search(value) is not None)
+    )
+
+
+def _made(header: Header, statement_bytes: bytes) -> Statement | None:
+    """The `Statement` those bytes decode to, from their header; None if in doubt."""
+    checks = _CHECKS
+    if checks is None:
+        return None
+    on_behalf_of = header.on_behalf_of
+    if on_behalf_of is None:
+        if b'"for":null' in statement_bytes:  # `Statement` refuses null, `Header` does not
+            return None
+    elif not _meets(checks["for_"], on_behalf_of):
+        return None
+    repeated = (header.ledger, header.stream, header.kind, header.by, header.kid)
+    if repeated not in _SEEN:
+        if not all(
+            _meets(checks[name], value) for name, value in zip(_REPEATED, repeated, strict=True)
+        ):
+            return None
+        if len(_SEEN) >= _REMEMBERED:
+            _SEEN.clear()
+        _SEEN.add(repeated)
+    if not (_meets(checks["id"], header.id) and _meets(checks["at"], header.at)):
+        return None
+    try:
+        body = orjson.loads(memoryview(header.body))
+        parse_timestamp(header.at)
+    except (orjson.JSONDecodeError, LedgerError):
+        return None
+    if type(body) is not dict:
+        return None
+    return Statement(
+        ledger=header.ledger,
+        id=header.id,
+        stream=header.stream,
+        kind=header.kind,
+        by=header.by,
+        kid=header.kid,
+        at=header.at,
+        body=body,
+        for_=msgspec.UNSET if on_behalf_of is None else on_behalf_of,
+    )

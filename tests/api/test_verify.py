@@ -27,19 +27,22 @@ from api.verify import verify_ledger, verify_url
 from domain.record import DecisionRecord
 from domain.worked_case import play
 from ledger import checkpoint as checkpoints
-from ledger import keys
+from ledger import keys, merkle
+from ledger import verify as verifier
 from ledger.author import Author
 from ledger.authority import Authority
 from ledger.canonical import canonical, loads
 from ledger.checkpoint import Checkpoint
 from ledger.clock import format_recorded
-from ledger.entry import Entry, make_entry
+from ledger.encoding import b64url, from_b64url
+from ledger.entry import Entry, make_entry, read_entry
+from ledger.errors import Malformed
 from ledger.keys import Ed25519PrivateKey
 from ledger.log import Log, Sealer
-from ledger.statement import sign
+from ledger.statement import parse_statement, read_header, sign
 from ledger.store import parse_store
 from ledger.stream import EntryRecorded
-from ledger.verify import Failure, VerificationFailed
+from ledger.verify import Failure, VerificationFailed, parse
 from tests.api.conftest import serve_in_thread
 from tests.api.test_cli import CLI
 from tests.conftest import PG_DSN, World, create_schema, drop_schema
@@ -787,6 +790,31 @@ def test_a_member_later_appointed_reviewer_leaves_the_ledger_verifying(sealed: S
     assert sealed.failure() is None
 
 
+def test_an_altered_entry_is_named_before_an_earlier_one_the_rules_refuse(sealed: Sealed) -> None:
+    # The rules are judged against the directory and entries the other checks vouch for: a
+    # change those checks see is named first, wherever it is.
+    append_an_agreement_nobody_heard_the_child_for(sealed)
+    grace = sealed.worked.authors["grace"]
+    receipt = sealed.record.submit(
+        grace.submission(
+            str(sealed.case),
+            "dissent.recorded",
+            {"decision": sealed.worked.played.decision, "reasons": "On reflection, no."},
+        )
+    ).receipt
+    sealed.seal()
+    where = sealed.where(sealed.case, receipt.seq)
+    original = sealed.entry(sealed.case, receipt.seq).data
+    tamper(
+        sealed.url, sealed.case, receipt.seq, changed_byte(original, b"reflection", b"Reflection")
+    )
+
+    failure = sealed.failure()
+
+    assert named(failure) == where
+    assert failure is not None and "signature" in failure.problem
+
+
 @pytest.mark.parametrize("where", ["directory", "rules"])
 def test_the_failure_line_names_the_stream_and_seq_once(
     sealed: Sealed, capsys: pytest.CaptureFixture[str], where: str
@@ -1160,3 +1188,97 @@ def test_an_unreachable_server_gives_one_clear_line(
 
     assert (code, out) == (1, "")
     assert err.startswith(f"accord: unreachable: cannot read http://127.0.0.1:{port}: ")
+
+
+# -- the verifier's own readers ---------------------------------------------------------------
+
+
+def test_statements_read_sooner_are_those_the_full_decode_gives_or_refused_alike() -> None:
+    # The sooner reading is on (were `Statement` or `Header` to change shape, it would turn
+    # itself off, and every statement would be decoded in full: correct, but slower).
+    assert verifier._CHECKS is not None
+    key = keys.generate()
+    author = Author(ORIGIN, str(uuid.uuid4()), key)
+    base = author.statement(str(uuid.uuid4()), "opinion.given", {"decision": str(uuid.uuid4())})
+    upper = str(uuid.uuid4()).upper()
+    changes: list[dict[str, Any]] = [
+        {},
+        {"for": str(uuid.uuid4())},
+        {"for": None},
+        {"for": upper},
+        {"id": upper},
+        {"id": 7},
+        {"stream": "case"},
+        {"by": ""},
+        {"kid": base["kid"][:-1]},
+        {"kind": "a." + "b" * 63},
+        {"kind": "Opinion.given"},
+        {"ledger": ""},
+        {"ledger": "clinic example"},
+        {"ledger": "x" * 256},
+        {"at": "2026-02-30T10:00:00Z"},
+        {"at": "2026-01-30T10:00:00.123Z"},
+        {"at": "2026-01-30 10:00:00Z"},
+        {"body": []},
+        {"body": "text"},
+        {"body": {"for": None, "n": [1, -2, {"e": "é"}], "t": "\u2028\n"}},
+        {"extra": 1},
+    ]
+    for change in changes:
+        statement = {**base, **change}
+        entry = make_entry(canonical(statement), "sig", 1, "0" * 64, "2026-01-30T10:00:00.000Z")
+        expected: Any
+        try:
+            expected = parse_statement(entry.statement_bytes)
+        except Malformed as exc:
+            expected = exc.detail
+        read = read_entry(entry.data)
+        try:
+            got: Any = parse(read)
+        except Malformed as exc:
+            got = exc.detail
+        assert got == expected, change
+        if not isinstance(expected, str):
+            assert read.header == read_header(entry.statement_bytes), change
+    missing = dict(base)
+    del missing["kid"]
+    entry = make_entry(canonical(missing), "sig", 1, "0" * 64, "2026-01-30T10:00:00.000Z")
+    with pytest.raises(Malformed) as refused:
+        parse(read_entry(entry.data))
+    with pytest.raises(Malformed) as expected_error:
+        parse_statement(entry.statement_bytes)
+    assert refused.value.detail == expected_error.value.detail
+
+
+def test_signatures_are_decoded_as_base64url_decodes_them() -> None:
+    valid = b64url(keys.generate().sign(b"x"))
+    for text in [
+        valid,
+        valid + "=",
+        valid[:-1],
+        valid[:-1] + ("B" if valid[-1] == "A" else "A"),
+        valid.replace(valid[0], "+", 1),
+        valid.replace(valid[0], "/", 1),
+        valid.replace(valid[0], "é", 1),
+        valid[:10] + " " + valid[11:],
+        "",
+        "A",
+        "AB",
+        "AB==",
+        "-_-_",
+    ]:
+        try:
+            expected: bytes | None = from_b64url(text)
+        except Malformed:
+            expected = None
+        assert verifier._signature(text) == expected, text
+
+
+def test_the_verifiers_tree_has_the_roots_of_the_sealers() -> None:
+    tree, frontier = verifier._Tree(), merkle.Frontier()
+    assert tree.root() == frontier.root()
+    for n in range(70):
+        leaf = merkle.leaf_hash(n.to_bytes(2, "big"))
+        tree.append(leaf)
+        frontier.append(leaf)
+        assert (tree.size, tree.root()) == (frontier.size, frontier.root()), n
