@@ -1,34 +1,40 @@
 """Whole-ledger verification, Merkle sealing and proof generation, on SQLite and PostgreSQL.
 
-verify_rate: entries/s of `accord verify` (`api.verify.verify_ledger` on every core) over a
-200,000-entry ledger; reference the number of cores times the single-core Ed25519 verify rate
-of `cryptography` (a fixed 300-byte message) measured around it in the same run; target 0.85.
+verify_rate: entries/s of `accord verify` (`api.verify.verify_ledger` on every core: every
+signature, chain, position, the tree and the rules) over a 200,000-entry ledger; reference the
+number of cores times the single-core Ed25519 verify rate of `cryptography` (a fixed 300-byte
+message) measured around it in the same run; target 0.85.
 verify_rate_cpu_bound: the same comparison made from CPU time rather than wall time (cores
 divided by the CPU spent per entry in every process, against cores divided by the CPU of one
 Ed25519 verify): what an otherwise idle machine would allow, so other load cannot hide a
 regression or excuse one; the database server's CPU is not counted. store_pass_rate:
-`ledger.verify.verify_store` alone against the same reference, for information.
-store_pass_time and rules_pass_time: ms of each pass (the store pass run alone, the rules pass
-timed inside the whole run), reference the whole verification's ms, so the ratio is its share.
+`ledger.verify.verify_store` without the rules against the same reference, for information;
+store_pass_time: its ms, reference the whole verification's ms (the rules are replayed in the
+same pass, so the difference is what they add).
 seal_rate: leaves/s of `Sealer.catch_up` over the same ledger (positions, tree nodes and
 checkpoints written), reference the in-memory `Frontier.append(leaf_hash(...))` rate; the target
 ratio encodes the absolute 100,000 leaves/s. inclusion_* and consistency_*: value the mean (or
 p99) µs of `Log.inclusion` / `Log.consistency` in a tree of 1,000 leaves, reference the same in
 a tree of 1,000,000 leaves, taken in turns; proofs in O(log n) keep the ratio >= 0.5 (log2 1,000
 / log2 1,000,000), O(n) ones would bring it near 0.001. The details table adds CPU per entry by
-process and the stored hashes each proof reads. PostgreSQL verifies and seals a 50,000-entry
-ledger so that the whole run stays near ten minutes.
+process (this one, and the workers together) and the stored hashes each proof reads.
+PostgreSQL verifies and seals a 50,000-entry ledger so that the whole run stays near ten
+minutes.
+
+`--store sqlite|postgres` measures one store only; `--only verify|seal|proofs` one part only
+(the ledger is still built and sealed for verification).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +66,8 @@ PROOFS = 1_000
 WARM_UP = 20
 O_LOG_N = 0.5  # log2(1,000) / log2(1,000,000)
 KINDS = ("inclusion", "consistency")
+
+PARTS = ("verify", "seal", "proofs")
 
 Details = list[tuple[str, str, str]]
 
@@ -139,56 +147,53 @@ def frontier_rate(record: DecisionRecord, count: int) -> float:
     return rate(count, run)
 
 
-def full_verification(
-    record: DecisionRecord, key: Ed25519PublicKey, workers: int
-) -> tuple[Run, float]:
-    """`verify_ledger`, and the seconds of its rules pass: from the store pass's last progress
-    report to the end."""
-    last_entries = 0.0
-
-    def progress(phase: str, advance: int, total: int) -> None:
-        nonlocal last_entries
-        if phase == "entries":
-            last_entries = time.perf_counter()
-
-    finished = 0.0
-
-    def run() -> int:
-        nonlocal finished
-        entries = verify_ledger(record, key, workers=workers, progress=progress).store.entries
-        finished = time.perf_counter()
-        return entries
-
-    whole = timed(run)
-    return whole, finished - last_entries
-
-
-def ledger_results(store: str, url: str, size: int, details: Details) -> list[Result]:
-    """Build a signed ledger, seal it, verify it; the results of parts 1 and 2."""
-    cores = os.cpu_count() or 1
+def ledger_results(
+    store: str, url: str, size: int, details: Details, parts: Sequence[str]
+) -> list[Result]:
+    """Build a signed ledger, seal it, verify it; the results of parts 1 and 2 (those asked)."""
     started = time.perf_counter()
     authority = build(url, size)
     details.append((store, f"build {size:,} entries", f"{time.perf_counter() - started:.1f} s"))
     ledger_key = keys.generate()
-    public = ledger_key.public_key()
+    results = []
     with DecisionRecord(url, ORIGIN, keys.public_key_from_b64(authority)) as record:
-        in_memories = [frontier_rate(record, size)]
+        in_memories = [frontier_rate(record, size)] if "seal" in parts else []
         sealed = seal(record, ledger_key)
-        in_memories.append(frontier_rate(record, size))
-        singles = [ed25519()]
-        alone = timed(lambda: verify_store(record, public, workers=cores).entries)
-        singles.append(ed25519())
-        whole, rules_seconds = full_verification(record, public, cores)
-        singles.append(ed25519())
-    assert sealed.count == alone.count == whole.count == size, (sealed, alone, whole, size)
+        assert sealed.count == size, (sealed, size)
+        if "seal" in parts:
+            in_memories.append(frontier_rate(record, size))
+            in_memory = statistics.median(in_memories)
+            details += [
+                (store, "Sealer.catch_up", f"{sealed.seconds:.2f} s, {sealed.rate:,.0f} leaves/s"),
+                (store, "  CPU per leaf", f"{sealed.cpu_us():.1f} µs (this process only)"),
+                (store, "Frontier in memory", f"{in_memory:,.0f} leaves/s ({_list(in_memories)})"),
+            ]
+            target = TARGET_SEAL / in_memory
+            results.append(
+                _measured("seal_rate", store, sealed.rate, "leaves/s", in_memory, target)
+            )
+        if "verify" in parts:
+            results = verify_results(store, record, ledger_key.public_key(), details) + results
+    return results
+
+
+def verify_results(
+    store: str, record: DecisionRecord, key: Ed25519PublicKey, details: Details
+) -> list[Result]:
+    """`verify_ledger`, and `verify_store` without the rules, against the Ed25519 rate."""
+    cores = os.cpu_count() or 1
+    singles = [ed25519()]
+    alone = timed(lambda: verify_store(record, key, workers=cores).entries)
+    singles.append(ed25519())
+    whole = timed(lambda: verify_ledger(record, key, workers=cores).store.entries)
+    singles.append(ed25519())
+    assert alone.count == whole.count, (alone, whole)
     single = statistics.median(r.rate for r in singles)
     single_cpu_us = statistics.median(r.cpu_us() for r in singles)
-    in_memory = statistics.median(in_memories)
     reference = cores * single
     # What the CPU spent per entry allows on otherwise idle cores (perfectly spread): the same
     # comparison as verify_rate, insensitive to other load on the machine.
     cpu_bound, cpu_ref = cores * 1e6 / whole.cpu_us(), cores * 1e6 / single_cpu_us
-    rules_cpu_us = whole.cpu_us() - alone.cpu_us()
     details += [
         (
             store,
@@ -198,15 +203,14 @@ def ledger_results(store: str, url: str, size: int, details: Details) -> list[Re
         ),
         (store, "cores (verify workers)", str(cores)),
         (store, "verify_ledger", f"{whole.seconds:.2f} s, {whole.rate:,.0f} entries/s"),
-        (store, "  rules pass (inside it)", f"{rules_seconds:.2f} s"),
-        (store, "  store pass (inside it)", f"{whole.seconds - rules_seconds:.2f} s"),
         (store, "  CPU per entry", whole.split_us()),
-        (store, "verify_store alone", f"{alone.seconds:.2f} s, {alone.rate:,.0f} entries/s"),
+        (store, "verify_store (no rules)", f"{alone.seconds:.2f} s, {alone.rate:,.0f} entries/s"),
         (store, "  CPU per entry", alone.split_us()),
-        (store, "rules pass CPU per entry", f"{rules_cpu_us:.0f} µs (whole minus store pass)"),
-        (store, "Sealer.catch_up", f"{sealed.seconds:.2f} s, {sealed.rate:,.0f} leaves/s"),
-        (store, "  CPU per leaf", f"{sealed.cpu_us():.1f} µs (this process only)"),
-        (store, "Frontier in memory", f"{in_memory:,.0f} leaves/s ({_list(in_memories)})"),
+        (
+            store,
+            "rules CPU per entry",
+            f"{whole.cpu_us() - alone.cpu_us():.0f} µs (verify_ledger minus verify_store)",
+        ),
     ]
     whole_ms = whole.seconds * 1000
     return [
@@ -214,8 +218,6 @@ def ledger_results(store: str, url: str, size: int, details: Details) -> list[Re
         _measured("verify_rate_cpu_bound", store, cpu_bound, "entries/s", cpu_ref, TARGET_VERIFY),
         _measured("store_pass_rate", store, alone.rate, "entries/s", reference, 0.0),
         _measured("store_pass_time", store, alone.seconds * 1000, "ms", whole_ms, 0.0),
-        _measured("rules_pass_time", store, rules_seconds * 1000, "ms", whole_ms, 0.0),
-        _measured("seal_rate", store, sealed.rate, "leaves/s", in_memory, TARGET_SEAL / in_memory),
     ]
 
 
@@ -317,14 +319,23 @@ def proof_results(store: str, fresh: Callable[[str], str], details: Details) -> 
     return results
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.verify", description=__doc__)
+    parser.add_argument("--store", choices=tuple(SIZES), help="measure this store only")
+    parser.add_argument("--only", choices=PARTS, help="measure this part only")
+    args = parser.parse_args(argv)
+    parts = (args.only,) if args.only else PARTS
     started, load = time.perf_counter(), os.getloadavg()[0]
     results: list[Result] = []
     details: Details = []
     with store_urls() as kinds:
         for store, fresh in kinds:
-            results += ledger_results(store, fresh("verify"), SIZES[store], details)
-            results += proof_results(store, fresh, details)
+            if args.store not in (None, store):
+                continue
+            if "verify" in parts or "seal" in parts:
+                results += ledger_results(store, fresh("verify"), SIZES[store], details, parts)
+            if "proofs" in parts:
+                results += proof_results(store, fresh, details)
     details.append(("", "whole benchmark", f"{time.perf_counter() - started:.0f} s"))
     # Other work on the machine depresses wall-clock rates (verify_rate the most, as it needs
     # every core at once): the load average says how much to trust them.
