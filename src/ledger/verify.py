@@ -29,7 +29,8 @@ from __future__ import annotations
 import binascii
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from hashlib import sha256
@@ -226,7 +227,8 @@ def check_log(
     )
     try:
         tasks = _Tasks(pool, progress)
-        # Per stream as the source names it: [entries, hash of the last, its id].
+        # Per stream as the source names it: [entries, hash of the last, its id] (`_Tasks`
+        # adds what its worker says).
         heads: dict[str, list[Any]] = {}
         tree = _Tree()
         matched = latest  # the largest signed checkpoint the tree is known to match, at the end
@@ -283,13 +285,13 @@ def check_log(
                 f" {tree.size}: entries were removed",
             )
             tasks.quiet = True
-        flaws, refused = tasks.results(whole and stopped is None)
+        tasks.finish(heads.values() if whole and stopped is None else None)
     finally:
         pool.shutdown(cancel_futures=True)
-    first = _first(source, flaws)
+    first = _first(source, tasks.flaws)
     if first is not None and (stopped is None or _before(first, stopped)):
         stopped = first
-    stopped = stopped or _first(source, refused)
+    stopped = stopped or _first(source, tasks.refused)
     if stopped is not None:
         raise VerificationFailed(stopped)
     return Report(
@@ -577,15 +579,17 @@ class _Tree:
 
 class _Tasks:
     """Streams handed to the workers as this process meets them, a few to a task, and what
-    the workers found."""
+    the workers found. What a worker says of a stream is kept in its head (as a fourth item:
+    its entries and the hash of its last, or None where it found a flaw), the task let go."""
 
     def __init__(self, pool: ProcessPoolExecutor, progress: Callable[[int], None] | None) -> None:
         self._pool = pool
         self._progress = progress
         self._met: list[list[Any]] = []  # heads of streams met since the last dispatch
-        self._tasks: list[tuple[Future[list[Checked]], list[list[Any]]]] = []
-        self._reported = 0  # tasks whose entries progress has counted
-        self._flaws: list[int] = []  # keys of flaws found so far (appended by another thread)
+        self._tasks: deque[tuple[Future[list[Checked]], list[list[Any]]]] = deque()
+        self._flagged: list[int] = []  # keys of flaws found so far (appended by another thread)
+        self.flaws: list[Flaw] = []
+        self.refused: list[Flaw] = []
         self.quiet = False  # once a failure is known, progress stops
 
     def meet(self, head: list[Any]) -> None:
@@ -593,7 +597,7 @@ class _Tasks:
         self._met.append(head)
 
     def dispatch(self) -> None:
-        """Hand the streams met so far to the workers; count the entries of tasks done."""
+        """Hand the streams met so far to the workers; take in the tasks done."""
         task: list[list[Any]] = []
         size = 0
         for head in self._met:
@@ -605,10 +609,8 @@ class _Tasks:
         if task:
             self._submit(task)
         self._met = []
-        tasks = self._tasks
-        while self._reported < len(tasks) and tasks[self._reported][0].done():
-            self._report(tasks[self._reported][0])
-            self._reported += 1
+        while self._tasks and self._tasks[0][0].done():
+            self._take(*self._tasks.popleft())
 
     def _submit(self, heads: list[list[Any]]) -> None:
         future = self._pool.submit(_check_streams, [head[2] for head in heads])
@@ -618,36 +620,34 @@ class _Tasks:
     def _noted(self, future: Future[list[Checked]]) -> None:
         if future.cancelled() or future.exception() is not None:
             return
-        self._flaws.extend(flaw[0] for *_, flaw, _ in future.result() if flaw is not None)
+        self._flagged.extend(flaw[0] for *_, flaw, _ in future.result() if flaw is not None)
 
     def flawed_before(self, key: int) -> bool:
         """Whether a worker has found a flaw at or before the row with this key."""
-        return bool(self._flaws) and min(self._flaws) <= key
+        return bool(self._flagged) and min(self._flagged) <= key
 
-    def _report(self, future: Future[list[Checked]]) -> None:
-        checked = future.result()
-        if any(flaw or refused for *_, flaw, refused in checked):
-            self.quiet = True
+    def _take(self, future: Future[list[Checked]], heads: list[list[Any]]) -> None:
+        entries = 0
+        for (_, count, last, flaw, refused), head in zip(future.result(), heads, strict=True):
+            entries += count
+            head.append(None if flaw is not None else (count, last))
+            if flaw is not None:
+                self.flaws.append(flaw)
+                self.quiet = True
+            if refused is not None:
+                self.refused.append(refused)
+                self.quiet = True
         if self._progress is not None and not self.quiet:
-            self._progress(sum(count for _, count, *_ in checked))
+            self._progress(entries)
 
-    def results(self, whole: bool) -> tuple[list[Flaw], list[Flaw]]:
-        """Wait for every task: the flaws found, and the entries the rules refuse. After a
-        whole pass, each stream must end where this process saw it end."""
-        flaws: list[Flaw] = []
-        refused: list[Flaw] = []
-        for index, (future, heads) in enumerate(self._tasks):
-            checked = future.result()
-            if index >= self._reported:
-                self._report(future)
-            for (stream, count, last, flaw, broken), head in zip(checked, heads, strict=True):
-                if flaw is not None:
-                    flaws.append(flaw)
-                elif whole and (count != head[0] or last != head[1].hex()):
-                    flaws.append((-1, stream, count, "the stream changed while it was verified"))
-                if broken is not None:
-                    refused.append(broken)
-        return flaws, refused
+    def finish(self, heads: Iterable[list[Any]] | None) -> None:
+        """Wait for every task. With the heads of a whole pass, each stream must have ended
+        in its worker where it ended in this process."""
+        while self._tasks:
+            self._take(*self._tasks.popleft())
+        for count, last, stream, worker in heads or ():
+            if worker is not None and worker != (count, last.hex()):
+                self.flaws.append((-1, stream, count, "the stream changed while it was verified"))
 
 
 def _first(source: Source, flaws: list[Flaw]) -> Failure | None:

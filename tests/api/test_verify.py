@@ -3,6 +3,7 @@ every change made behind the ledger's back is named by its global position, stre
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import socket
 import sqlite3
@@ -557,6 +558,28 @@ def test_a_directory_entry_naming_an_unknown_key_or_person_is_named(
     assert named(failure) == sealed.where(sealed.directory, seq)
     assert failure is not None
     assert ("is not bound" if kind == "key.revoked" else "is not registered") in failure.problem
+
+
+def test_a_stream_that_ends_elsewhere_for_its_worker_is_named(
+    sealed: Sealed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each stream is read twice, in log order and then seq by seq: both must end alike (as
+    # they do unless the store changes underneath). A worker forked from here reads short.
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("the workers must be forked from this process to read short")
+    read = verifier.StoreStreams.stream
+
+    def short(self: verifier.StoreStreams, stream: str) -> Iterator[verifier.StreamRow]:
+        rows = list(read(self, stream))
+        return iter(rows[:-1] if stream == str(sealed.case) else rows)
+
+    monkeypatch.setattr(verifier.StoreStreams, "stream", short)
+
+    failure = sealed.failure()
+
+    assert named(failure) == (None, "log", 0)
+    assert failure is not None
+    assert failure.problem == f"stream {sealed.case}: the stream changed while it was verified"
 
 
 # -- checkpoints ------------------------------------------------------------------------------
