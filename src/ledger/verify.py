@@ -749,8 +749,9 @@ def _check_stream(worker: _Worker, stream: str) -> Checked:
     """Every entry of one stream, in seq order: parsed, signature and key, chain, rules.
 
     Entries go a run at a time: parsed, then their signatures checked one after another (the
-    cryptography's code and tables stay in the cache meanwhile, which saves a tenth of each
-    check), then in order, each entry's key, its place in the chain and the rules.
+    cryptography's code and tables stay in the cache meanwhile: each check costs less than it
+    does between two parses), then in order, each entry's key, its place in the chain and its
+    rules.
     """
     directory, authority = worker.directory, worker.authority
     replay = None
