@@ -3,20 +3,24 @@ leaf to the RFC 9162 Merkle tree and signs checkpoints; `Log` reads positions, c
 proofs back.
 
 Tables live in the event store itself (the SQLite file, or the PostgreSQL schema), so a backup
-of the store holds its own proofs: `log_entries` (position → notification id, stream, seq and
-entry hash), `log_nodes` (every perfect subtree, keyed by level and index) and
-`log_checkpoints` (every signed note). Positions are assigned by following the notification
-log in order, so holes in PostgreSQL notification ids never become holes in positions.
+of the store holds its own proofs: `log_entries` (position → notification id, stream, seq,
+entry hash and leaf hash), `log_nodes` (the perfect subtrees of even level above the leaves,
+keyed by level and index; one of odd level is hashed from its two children when read, so a
+proof still reads O(log n) stored hashes) and `log_checkpoints` (every signed note). Positions
+are assigned by following the notification log in order, so holes in PostgreSQL notification
+ids never become holes in positions.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Any
 
 from ledger import checkpoint as checkpoints
@@ -27,18 +31,27 @@ from ledger.keys import Ed25519PrivateKey
 from ledger.leader import Leadership, lead_and_follow
 from ledger.ledger import Ledger
 from ledger.stream import ENTRY_TOPIC
-from ledger.tables import Cursor, EventRows, Tables
+from ledger.tables import Cursor, EventRow, EventRows, Tables
 
+# Entries are looked up by hash through an index of the hash's first 8 bytes (the whole hash is
+# then compared): about a third of the size of an index of whole hashes, so cheaper to keep.
+_HASH_INDEX = (
+    "CREATE INDEX IF NOT EXISTS log_entries_hash_prefix ON log_entries (substr(hash, 1, 8))"
+)
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS log_entries (position BIGINT PRIMARY KEY,"
+    "CREATE TABLE IF NOT EXISTS log_entries (position {rowid},"
     " notification_id BIGINT NOT NULL UNIQUE, stream TEXT NOT NULL, seq BIGINT NOT NULL,"
-    " hash {blob} NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS log_entries_hash ON log_entries (hash)",
+    " hash {blob} NOT NULL, leaf {blob} NOT NULL)",
+    _HASH_INDEX,
     "CREATE TABLE IF NOT EXISTS log_nodes (level INTEGER NOT NULL, idx BIGINT NOT NULL,"
     " hash {blob} NOT NULL, PRIMARY KEY (level, idx))",
     "CREATE TABLE IF NOT EXISTS log_checkpoints (size BIGINT PRIMARY KEY, root {blob} NOT NULL,"
     " note TEXT NOT NULL)",
 )
+Columns = tuple[Sequence[Any], ...]  # rows to insert, a sequence per column
+Write = Callable[[Cursor], None]
+ENTRY_COLUMNS = ("position", "notification_id", "stream", "seq", "hash", "leaf")
+NODE_COLUMNS = ("level", "idx", "hash")
 
 _log = logging.getLogger(__name__)
 
@@ -98,7 +111,10 @@ class Log:
             digest = bytes.fromhex(entry_hash)
         except ValueError:
             return None
-        rows = self.tables.query("SELECT position FROM log_entries WHERE hash = ?", (digest,))
+        rows = self.tables.query(
+            "SELECT position FROM log_entries WHERE substr(hash, 1, 8) = ? AND hash = ?",
+            (digest[:8], digest),
+        )
         return int(rows[0][0]) if rows else None
 
     def positions(self, after: int, limit: int) -> list[tuple[int, int, str, int, str]]:
@@ -179,6 +195,17 @@ class Log:
             raise ProofUnavailable(f"the latest signed tree has {signed} entries, not {size}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A batch of entries hashed and added to the tree, to be written in one transaction."""
+
+    entries: Write
+    nodes: Write
+    last_notification: int
+    size: int  # of the tree once it is written
+    root: bytes | None  # sign a checkpoint of the tree at `size` with it (None: not due)
+
+
 class Sealer:
     """Follows the notification log and seals each entry into the global log.
 
@@ -218,41 +245,160 @@ class Sealer:
     def run_once(self, limit: int | None = None) -> int:
         """Seal the next batch of entries; returns how many it sealed."""
         frontier = self._load()
-        rows = self.log.unsealed(self._last_notification, limit or self.batch_size)
+        rows = self.log._entry_rows.after(self._last_notification, limit or self.batch_size)
         if not rows:
             self.sign_pending()
             return 0
-        start = frontier.size
-        entries, nodes = [], []
-        append, leaf_hash, sha256 = frontier.append, merkle.leaf_hash, hashlib.sha256
         try:
-            for offset, (notification_id, stream, seq, data) in enumerate(rows):
-                nodes.extend(append(leaf_hash(data)))
-                entries.append(
-                    (start + offset, notification_id, stream, seq, sha256(data).digest())
-                )
+            batch = self._prepare(rows, frontier, sign=False)
             with self.log.tables.transaction() as cursor:
-                cursor.copy(
-                    "log_entries", ("position", "notification_id", "stream", "seq", "hash"), entries
-                )
-                cursor.copy("log_nodes", ("level", "idx", "hash"), nodes)
+                self._write(cursor, batch)
                 if time.monotonic() - self._last_signed >= self.interval:
-                    self._sign(cursor, frontier)
+                    self._sign(cursor, frontier.size, frontier.root())
         except BaseException:
             self._frontier = None  # reload from what was committed
             raise
-        self._last_notification = rows[-1][0]
+        self._last_notification = batch.last_notification
         for callback in self._listeners:
             callback(frontier.size)
         return len(rows)
 
     def catch_up(self) -> int:
-        """Seal everything there is, then sign a checkpoint of it; returns how many sealed."""
-        total = 0
-        while count := self.run_once(limit=max(self.batch_size, 20_000)):
-            total += count
+        """Seal everything there is, then sign a checkpoint of it; returns how many sealed.
+
+        A backlog of more than one batch is read and hashed in this thread while another
+        writes the batch before (SQLite and PostgreSQL work without holding the GIL). With a
+        backlog at least as long as the log already sealed, the index of entry hashes is
+        dropped first and made again at the end in one sorted pass (kept up to date entry by
+        entry, it would cost more than everything else the sealer writes); meanwhile a lookup
+        by hash still answers, by reading the table. Were the process to die in between, the
+        next `Log` opened on the store makes it again.
+        """
+        limit = max(self.batch_size, _CATCH_UP_BATCH)
+        sealed = self._load().size
+        backlog = self._backlog()
+        if backlog <= limit:
+            total = 0
+            while count := self.run_once(limit=limit):
+                total += count
+        else:
+            deferred = backlog >= sealed
+            if deferred:
+                self._drop_hash_index()
+            try:
+                total = self._pipeline(limit)
+            finally:
+                if deferred:
+                    with self.log.tables.transaction() as cursor:
+                        cursor.execute(_HASH_INDEX)
         self.sign_pending(force=True)
         return total
+
+    def _drop_hash_index(self) -> None:
+        tables, events = self.log.tables, self.log._events_table
+        with tables.transaction() as cursor:
+            if tables.postgres:
+                # A table just filled has no statistics until autovacuum gets to it: without
+                # them the planner sorts every event after the position for each batch read
+                # instead of reading a batch's worth in notification order.
+                cursor.execute(f"ANALYZE {events} ({self.log._entry_rows.key}, topic)")
+            cursor.execute("DROP INDEX IF EXISTS log_entries_hash_prefix")
+
+    def _pipeline(self, limit: int) -> int:
+        """Seal every waiting entry, `limit` to a transaction, writing each batch in a thread
+        of its own while the next is read and hashed; returns how many it sealed."""
+        tables = self.log.tables
+        reader = Tables(self.ledger.store, ())  # reads beside the writer's transactions
+        rows_after = EventRows(reader, self.log._events_table, [ENTRY_TOPIC]).after
+        batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        committed: queue.SimpleQueue[int] = queue.SimpleQueue()
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            while (batch := batches.get()) is not None:
+                if failed:
+                    continue  # drained, never written: they follow one that was not
+                try:
+                    with tables.transaction() as cursor:
+                        self._write(cursor, batch)
+                except BaseException as exc:
+                    failed.append(exc)
+                    continue
+                committed.put(batch.size)
+
+        writer = threading.Thread(target=write, name="sealer-writer", daemon=True)
+        writer.start()
+        total = 0
+        try:
+            frontier = self._load()
+            after = self._last_notification
+            while not failed and (rows := rows_after(after, limit)):
+                due = time.monotonic() - self._last_signed >= self.interval
+                if due:
+                    self._last_signed = time.monotonic()  # signed once this batch is written
+                batches.put(self._prepare(rows, frontier, sign=due))
+                after, total = rows[-1][0], total + len(rows)
+                self._committed(committed)
+        except BaseException:
+            self._frontier = None
+            raise
+        finally:
+            batches.put(None)
+            writer.join()
+            reader.close()
+        self._committed(committed)
+        if failed:
+            self._frontier = None  # reload from what was committed
+            raise failed[0]
+        self._last_notification = after
+        return total
+
+    def _committed(self, sizes: queue.SimpleQueue[int]) -> None:
+        """Tell the listeners of the batches written since last asked."""
+        while not sizes.empty():
+            size = sizes.get()
+            for callback in self._listeners:
+                callback(size)
+
+    def _prepare(self, rows: Sequence[EventRow], frontier: merkle.Frontier, sign: bool) -> _Batch:
+        """Hash a batch of event rows and add their leaves to the tree: what to write."""
+        # Column by column, in C where possible: no object per row beyond what the read made.
+        nids, hex_ids, seqs, _, datas = zip(*rows, strict=True)
+        sha256, start = hashlib.sha256, frontier.size
+        dashed = {hex_id: _dashed(hex_id) for hex_id in set(hex_ids)}
+        leaves = [sha256(b"\x00" + data).digest() for data in datas]
+        entries = (
+            range(start, start + len(rows)),
+            nids,
+            list(map(dashed.__getitem__, hex_ids)),
+            seqs,
+            [sha256(data).digest() for data in datas],
+            leaves,
+        )
+        nodes = stored_nodes(frontier.extend(leaves))
+        root = frontier.root() if sign else None
+        postgres = self.log.tables.postgres
+        return _Batch(
+            insert(postgres, "log_entries", ENTRY_COLUMNS, entries),
+            insert(postgres, "log_nodes", NODE_COLUMNS, nodes),
+            int(nids[-1]),
+            frontier.size,
+            root,
+        )
+
+    def _write(self, cursor: Cursor, batch: _Batch) -> None:
+        """Write a prepared batch (and sign it, if it says so) in the cursor's transaction."""
+        batch.entries(cursor)
+        batch.nodes(cursor)
+        if batch.root is not None:
+            self._sign(cursor, batch.size, batch.root)
+
+    def _backlog(self) -> int:
+        """At most how many entries are waiting: events of any kind after the last sealed."""
+        rows = self.log._entry_rows
+        found = self.log.tables.query(f"SELECT MAX({rows.key}) FROM {self.log._events_table}")
+        last = found[0][0] if found else None
+        return 0 if last is None else max(0, int(last) - self._last_notification)
 
     def sign_pending(self, force: bool = False) -> bool:
         """Sign a checkpoint of everything sealed if the latest one is older (and it is due)."""
@@ -263,11 +409,12 @@ class Sealer:
         if latest is not None and latest.size == frontier.size:
             return False
         with self.log.tables.transaction() as cursor:
-            self._sign(cursor, frontier)
+            self._sign(cursor, frontier.size, frontier.root())
         return True
 
-    def _sign(self, cursor: Cursor, frontier: merkle.Frontier) -> None:
-        size, root = frontier.size, frontier.root()
+    def _sign(self, cursor: Cursor, size: int, root: bytes) -> None:
+        """Sign a checkpoint of the tree of `size` leaves, once it is shown to be the stored
+        tree and to extend the latest checkpoint."""
         cursor.execute("SELECT size, root FROM log_checkpoints ORDER BY size DESC LIMIT 1")
         previous = cursor.fetchall()
 
@@ -345,15 +492,102 @@ def _querying(cursor: Cursor) -> Any:
     return query
 
 
+def stored_nodes(runs: Iterable[merkle.Run]) -> Columns:
+    """The rows of `log_nodes` among newly completed perfect nodes: those of even level above
+    the leaves (a leaf is stored with its entry; a node of odd level is its children's hash)."""
+    kept = [(level, first, hashes) for level, first, hashes in runs if level and not level & 1]
+    return (
+        list(chain.from_iterable(repeat(level, len(hashes)) for level, _, hashes in kept)),
+        list(chain.from_iterable(range(first, first + len(h)) for _, first, h in kept)),
+        list(chain.from_iterable(hashes for _, _, hashes in kept)),
+    )
+
+
+def insert(postgres: bool, table: str, names: Sequence[str], columns: Columns) -> Write:
+    """Rows given column by column, made ready to insert: the function returned writes them
+    in a transaction's cursor. COPY on PostgreSQL; on SQLite as many rows to a statement as
+    it allows (one statement per row, as executemany runs, costs several times as much),
+    their parameters interleaved by slice assignment."""
+    count = len(columns[0])
+    if postgres:
+        rows = list(zip(*columns, strict=True))
+
+        def copy(cursor: Cursor) -> None:
+            if rows:
+                cursor.copy(table, names, rows)
+
+        return copy
+    into = f"INSERT INTO {table} ({', '.join(names)})"
+    width = len(names)
+    per_statement = _PARAMETERS // width
+    one = "(" + ", ".join("?" * width) + ")"
+    # Python's sqlite3 binds a bytearray as it is, but looks for an adapter for each bytes
+    # value first, which takes several times as long as the copy.
+    blobs = [count and isinstance(column[0], bytes) for column in columns]
+    statements = []
+    for start in range(0, count, per_statement):
+        end = min(count, start + per_statement)
+        params: list[Any] = [None] * ((end - start) * width)
+        for offset, (column, blob) in enumerate(zip(columns, blobs, strict=True)):
+            part = column[start:end]
+            params[offset::width] = list(map(bytearray, part)) if blob else part
+        statements.append((f"{into} VALUES {', '.join(repeat(one, end - start))}", params))
+
+    def execute(cursor: Cursor) -> None:
+        for sql, values in statements:
+            cursor.execute(sql, values)
+
+    return execute
+
+
+def stored_keys(keys: Iterable[merkle.Node]) -> set[merkle.Node]:
+    """The stored hashes that give these perfect subtrees: each itself if its level is even,
+    else its two children."""
+    stored: set[merkle.Node] = set()
+    for level, idx in keys:
+        if level & 1:
+            stored.update(((level - 1, 2 * idx), (level - 1, 2 * idx + 1)))
+        else:
+            stored.add((level, idx))
+    return stored
+
+
 def _fetch(query: Any, keys: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
+    """Perfect-subtree hashes by (level, index): a leaf from `log_entries`, an even level from
+    `log_nodes`, an odd one hashed from its two children (one query for a proof)."""
     wanted = list(keys)
+    needed = stored_keys(wanted)
+    leaves = sorted(idx for level, idx in needed if level == 0)
+    nodes = sorted(key for key in needed if key[0])
     found: dict[merkle.Node, bytes] = {}
-    for chunk in range(0, len(wanted), 200):
-        part = wanted[chunk : chunk + 200]
-        where = " OR ".join("(level = ? AND idx = ?)" for _ in part)
-        params = [value for key in part for value in key]
-        for level, idx, hash_ in query(
-            f"SELECT level, idx, hash FROM log_nodes WHERE {where}", params
-        ):
+    # One statement (and so one transaction) per 200 stored hashes, leaves and nodes together.
+    for chunk in range(0, max(len(leaves), len(nodes)), 200):
+        positions, part = leaves[chunk : chunk + 200], nodes[chunk : chunk + 200]
+        selects: list[str] = []
+        params: list[int] = []
+        if positions:
+            marks = ", ".join("?" * len(positions))
+            selects.append(f"SELECT 0, position, leaf FROM log_entries WHERE position IN ({marks})")
+            params += positions
+        if part:
+            where = " OR ".join("(level = ? AND idx = ?)" for _ in part)
+            selects.append(f"SELECT level, idx, hash FROM log_nodes WHERE {where}")
+            params += [value for key in part for value in key]
+        for level, idx, hash_ in query(" UNION ALL ".join(selects), params):
             found[(int(level), int(idx))] = bytes(hash_)
-    return found
+    result: dict[merkle.Node, bytes] = {}
+    for level, idx in wanted:
+        if not level & 1:
+            if (level, idx) in found:
+                result[(level, idx)] = found[(level, idx)]
+            continue
+        left, right = found.get((level - 1, 2 * idx)), found.get((level - 1, 2 * idx + 1))
+        if left is not None and right is not None:
+            result[(level, idx)] = merkle.node_hash(left, right)
+    return result
+
+
+# SQLite's limit on a statement's parameters (since 3.32).
+_PARAMETERS = 32_766
+# Entries a catch-up seals per transaction.
+_CATCH_UP_BATCH = 20_000

@@ -25,7 +25,8 @@ class Tables:
     """One connection to a set of tables, used under a lock (their writers are serial anyway).
 
     On PostgreSQL the tables live in the store's schema; on SQLite in the file `path`
-    (default: the event store's own file). `schema` statements may use `{blob}`.
+    (default: the event store's own file). `schema` statements may use `{blob}`, and `{rowid}`
+    for a 64-bit integer primary key (on SQLite the row id itself, so no separate index).
     """
 
     def __init__(self, store: Store, schema: Sequence[str], path: Path | None = None) -> None:
@@ -34,7 +35,7 @@ class Tables:
         self._conn: Any
         if self.postgres:
             self._conn = connect(store)
-            blob = "BYTEA"
+            blob, rowid = "BYTEA", "BIGINT PRIMARY KEY"
         else:
             self._conn = sqlite3.connect(
                 path or Path(store.env["SQLITE_DBNAME"]),
@@ -43,10 +44,10 @@ class Tables:
                 timeout=30,
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
-            blob = "BLOB"
+            blob, rowid = "BLOB", "INTEGER PRIMARY KEY"
         with exclusive(store, "accord.schema"), self.transaction() as cursor:
             for statement in schema:
-                cursor.execute(statement.format(blob=blob))
+                cursor.execute(statement.format(blob=blob, rowid=rowid))
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement

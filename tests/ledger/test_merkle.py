@@ -837,3 +837,32 @@ def test_rebuilding_a_frontier_without_its_stored_nodes_is_a_lookup_error() -> N
     store = CountingStore({key: h for key, h in PERFECT.items() if key != (0, 6)})
     with pytest.raises(LookupError):
         Frontier(7, store.fetch)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_extending_by_many_leaves_at_once_completes_the_nodes_one_at_a_time_would(
+    data: st.DataObject,
+) -> None:
+    start = data.draw(st.integers(0, 100), label="rebuilt at")
+    batches = data.draw(st.lists(st.integers(0, 30), max_size=6), label="batch sizes")
+    grown = Frontier(start, CountingStore(PERFECT).fetch)
+    extended = Frontier(start, CountingStore(PERFECT).fetch)
+    size = start
+    for count in batches:
+        leaves = [ref_leaf(entry) for entry in ENTRIES[size : size + count]]
+        appended = [node for leaf in leaves for node in grown.append(leaf)]
+        runs = extended.extend(leaves)
+        assert [level for level, _, _ in runs] == list(range(len(runs)))
+        assert all(hashes for _, _, hashes in runs)
+        completed = [
+            (level, first + n, hash_)
+            for level, first, hashes in runs
+            for n, hash_ in enumerate(hashes)
+        ]
+        assert sorted(completed) == sorted(appended)
+        assert all(PERFECT[(level, index)] == hash_ for level, index, hash_ in completed)
+        size += count
+        assert extended.size == grown.size == size
+        assert extended.root() == grown.root() == mth_of(0, size)
+    assert extended.append(ref_leaf(ENTRIES[size])) == grown.append(ref_leaf(ENTRIES[size]))
