@@ -212,13 +212,7 @@ class Ledger(Application[UUID]):
             except LedgerError:
                 wait(item)  # the answer (or a repeat's receipt) comes from `_submit`
                 continue
-            entry = make_entry(
-                submission.statement_bytes,
-                submission.sig,
-                stream.version + 1,
-                stream.head,
-                recorded_at,
-            )
+            entry = _next_entry(submission, stream, recorded_at)
             # Later statements of this batch are judged on the stream with this entry in it.
             stream.apply(entry)
             touched[stream_id] = stream
@@ -281,13 +275,7 @@ class Ledger(Application[UUID]):
                 if not fresh:
                     continue  # judged on a cached state: another process may have moved it on
                 raise
-            entry = make_entry(
-                submission.statement_bytes,
-                submission.sig,
-                stream.version + 1,
-                stream.head,
-                recorded_at,
-            )
+            entry = _next_entry(submission, stream, recorded_at)
             try:
                 # events.put, not save(): save's runtime Protocol checks cost as much as the insert.
                 recordings = self.events.put(
@@ -491,3 +479,10 @@ class Ledger(Application[UUID]):
         if not entry.signature_valid(public):
             return "the signature does not verify: the entry was altered"
         return problem
+
+
+def _next_entry(submission: Submission, stream: Stream, recorded_at: str) -> Entry:
+    """The entry that would follow the stream's head with this statement."""
+    return make_entry(
+        submission.statement_bytes, submission.sig, stream.version + 1, stream.head, recorded_at
+    )

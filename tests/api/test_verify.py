@@ -565,8 +565,7 @@ def test_a_stream_that_ends_elsewhere_for_its_worker_is_named(
 ) -> None:
     # Each stream is read twice, in log order and then seq by seq: both must end alike (as
     # they do unless the store changes underneath). A worker forked from here reads short.
-    if multiprocessing.get_start_method() != "fork":
-        pytest.skip("the workers must be forked from this process to read short")
+    assert multiprocessing.get_start_method() == "fork", "workers must inherit the patch"
     read = verifier.StoreStreams.stream
 
     def short(self: verifier.StoreStreams, stream: str) -> Iterator[verifier.StreamRow]:
