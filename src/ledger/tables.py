@@ -22,7 +22,8 @@ class Cursor(Protocol):
 
 
 class Tables:
-    """One connection to a set of tables, used under a lock (their writers are serial anyway).
+    """A set of tables: one connection for writing, used under a lock (their writers are serial
+    anyway), and one per reading thread, so readers wait neither for each other nor for a writer.
 
     On PostgreSQL the tables live in the store's schema; on SQLite in the file `path`
     (default: the event store's own file). `schema` statements may use `{blob}`, and `{rowid}`
@@ -31,18 +32,14 @@ class Tables:
 
     def __init__(self, store: Store, schema: Sequence[str], path: Path | None = None) -> None:
         self.postgres = store.is_postgres
+        self._store = store
+        self._path = None if self.postgres else (path or Path(store.env["SQLITE_DBNAME"]))
         self._lock = threading.RLock()
-        self._conn: Any
+        self._readers: dict[threading.Thread, Any] = {}
+        self._conn: Any = self._connect()
         if self.postgres:
-            self._conn = connect(store)
             blob, rowid = "BYTEA", "BIGINT PRIMARY KEY"
         else:
-            self._conn = sqlite3.connect(
-                path or Path(store.env["SQLITE_DBNAME"]),
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=30,
-            )
             self._conn.execute("PRAGMA journal_mode=WAL")
             blob, rowid = "BLOB", "INTEGER PRIMARY KEY"
         with exclusive(store, "accord.schema"), self.transaction() as cursor:
@@ -71,13 +68,37 @@ class Tables:
                 raise
             self._conn.commit()
 
+    def _connect(self, reading: bool = False) -> Any:
+        if self.postgres:
+            return connect(self._store, autocommit=reading)
+        return sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Rows of a read-only query."""
-        with self.transaction(write=False) as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall()
+        """Rows of a read-only query: one statement, so one consistent snapshot, on the calling
+        thread's own connection (in autocommit: no BEGIN and COMMIT round trips)."""
+        conn = self._readers.get(threading.current_thread())
+        if conn is None:
+            conn = self._reader()
+        if self.postgres:
+            with conn.cursor(binary=True) as cursor:
+                cursor.execute(self.sql(statement), params)
+                return cursor.fetchall()
+        return conn.execute(statement, params).fetchall()
+
+    def _reader(self) -> Any:
+        """A reading connection for this thread (closing those of threads that have ended)."""
+        conn = self._connect(reading=True)
+        with self._lock:
+            for thread in [t for t in self._readers if not t.is_alive()]:
+                self._readers.pop(thread).close()
+            self._readers[threading.current_thread()] = conn
+        return conn
 
     def close(self) -> None:
+        with self._lock:
+            for conn in self._readers.values():
+                conn.close()
+            self._readers.clear()
         self._conn.close()
 
 
