@@ -33,7 +33,7 @@ class Tables:
     def __init__(self, store: Store, schema: Sequence[str], path: Path | None = None) -> None:
         self.postgres = store.is_postgres
         self._store = store
-        self._path = None if self.postgres else (path or Path(store.env["SQLITE_DBNAME"]))
+        self._path = path or Path(store.env.get("SQLITE_DBNAME", ""))  # not used on PostgreSQL
         self._lock = threading.RLock()
         self._readers: dict[threading.Thread, Any] = {}
         self._conn: Any = self._connect()
@@ -71,7 +71,9 @@ class Tables:
     def _connect(self, reading: bool = False) -> Any:
         if self.postgres:
             return connect(self._store, autocommit=reading)
-        return sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+        return sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=30
+        )
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of a read-only query: one statement, so one consistent snapshot, on the calling
@@ -82,8 +84,10 @@ class Tables:
         if self.postgres:
             with conn.cursor(binary=True) as cursor:
                 cursor.execute(self.sql(statement), params)
-                return cursor.fetchall()
-        return conn.execute(statement, params).fetchall()
+                rows: list[Any] = cursor.fetchall()
+                return rows
+        rows = conn.execute(statement, params).fetchall()
+        return rows
 
     def _reader(self) -> Any:
         """A reading connection for this thread (closing those of threads that have ended)."""
