@@ -28,18 +28,28 @@ class Tables:
     On PostgreSQL the tables live in the store's schema; on SQLite in the file `path`
     (default: the event store's own file). `schema` statements may use `{blob}`, and `{rowid}`
     for a 64-bit integer primary key (on SQLite the row id itself, so no separate index).
+    `page_size` applies to a SQLite file made here (an existing one keeps its own).
     """
 
-    def __init__(self, store: Store, schema: Sequence[str], path: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        schema: Sequence[str],
+        path: Path | None = None,
+        page_size: int | None = None,
+    ) -> None:
         self.postgres = store.is_postgres
         self._store = store
         self._path = path or Path(store.env.get("SQLITE_DBNAME", ""))  # not used on PostgreSQL
         self._lock = threading.RLock()
         self._readers: dict[threading.Thread, Any] = {}
+        self._readers_lock = threading.Lock()  # not the writer's: a new reader never waits
         self._conn: Any = self._connect()
         if self.postgres:
             blob, rowid = "BYTEA", "BIGINT PRIMARY KEY"
         else:
+            if page_size is not None:  # before WAL mode, which fixes it
+                self._conn.execute(f"PRAGMA page_size={int(page_size)}")
             self._conn.execute("PRAGMA journal_mode=WAL")
             blob, rowid = "BLOB", "INTEGER PRIMARY KEY"
         with exclusive(store, "accord.schema"), self.transaction() as cursor:
@@ -92,14 +102,14 @@ class Tables:
     def _reader(self) -> Any:
         """A reading connection for this thread (closing those of threads that have ended)."""
         conn = self._connect(reading=True)
-        with self._lock:
+        with self._readers_lock:
             for thread in [t for t in self._readers if not t.is_alive()]:
                 self._readers.pop(thread).close()
             self._readers[threading.current_thread()] = conn
         return conn
 
     def close(self) -> None:
-        with self._lock:
+        with self._readers_lock:
             for conn in self._readers.values():
                 conn.close()
             self._readers.clear()
