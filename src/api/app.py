@@ -201,6 +201,18 @@ class Service:
         """Run a blocking read in a reader thread."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
+    async def look_up(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a few primary-key reads: on SQLite at once, on the event loop; on PostgreSQL (a
+        network round trip each) in a reader thread.
+
+        A SQLite read in WAL mode never waits for a writer, and a key lookup takes tens of
+        microseconds: less than handing it to a thread and back, and waiting there for the GIL.
+        Every case read and every token check is one of these.
+        """
+        if self.database.postgres:
+            return await self.read(fn, *args)
+        return fn(*args)
+
     def _advance(self, notification_id: int) -> None:
         """The projections include `notification_id` (called on the loop): wake the writes
         waiting for it, and only those."""
@@ -715,7 +727,7 @@ class _Handlers:
         if known is not None:
             return known
         service = self.service
-        grant = await service.read(
+        grant = await service.look_up(
             authenticate, service.tokens, request.headers.get("Authorization")
         )
         if grant is None:
@@ -726,11 +738,12 @@ class _Handlers:
     async def _case(self, request: web.Request, what: str) -> _Access:
         """The case, once the token may read it (a reviewer's read is recorded first).
 
-        Token, case and membership are checked in one trip to a reader thread.
+        Token, case and membership are checked in one look-up.
         """
         service = self.service
         header = request.headers.get("Authorization")
-        access = await service.read(self._authorise, request, header, request.match_info["case"])
+        case = request.match_info["case"]
+        access = await service.look_up(self._authorise, request, header, case)
         grant = access.grant
         if grant.scope is Scope.REVIEWER:
             # Recorded before anything is served: no reviewer read goes unaccounted for.

@@ -27,8 +27,11 @@ refuse entries before it: the altered entry is the one to name).
 from __future__ import annotations
 
 import binascii
+import multiprocessing
+import multiprocessing.context
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -222,6 +225,7 @@ def check_log(
     workers = workers or os.cpu_count() or 1
     pool = ProcessPoolExecutor(
         workers,
+        mp_context=_workers_context(),
         initializer=_init,
         initargs=(_pack(directory), public_key_b64(source.authority), source.streams(), rules),
     )
@@ -732,6 +736,17 @@ def _unpack(
         )
     directory.authority, directory.authority_kid = authority, authority_kid
     return directory
+
+
+def _workers_context() -> multiprocessing.context.BaseContext:
+    """Fork workers (they start at once) from a process with no other thread; otherwise start
+    them from a fork server. A fork copies only the forking thread: a lock another thread held
+    at that moment (inside SQLite opening a file, say) stays held in the child forever."""
+    if threading.active_count() == 1 or multiprocessing.get_start_method() != "fork":
+        return multiprocessing.get_context()
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _init(packed: tuple[Any, ...], authority: str, opener: Opener, rules: Rules | None) -> None:
