@@ -19,8 +19,7 @@ a tree of 1,000,000 leaves, taken in turns. A proof reads O(log n) stored hashes
 an index of depth O(log n): the ratio stays >= 0.25 ((log2 1,000 / log2 1,000,000) squared),
 where an O(sqrt n) proof would bring it to 0.03 and an O(n) one near 0.001. (The hashes read
 alone, 20 against 35, give 0.57; the time also pays for the index.) The details table adds CPU
-per entry by
-process (this one, and the workers together) and the stored hashes each proof reads.
+per entry by process (this one, and the workers together) and the stored hashes each proof reads.
 PostgreSQL verifies and seals a 50,000-entry ledger so that the whole run stays near ten
 minutes.
 
