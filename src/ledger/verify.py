@@ -26,7 +26,6 @@ refuse entries before it: the altered entry is the one to name).
 
 from __future__ import annotations
 
-import binascii
 import multiprocessing
 import multiprocessing.context
 import os
@@ -51,8 +50,9 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint, CheckpointInvalid
 from ledger.clock import parse_timestamp
 from ledger.directory import Directory, KeyRecord, Person
+from ledger.encoding import from_b64url
 from ledger.entry import GENESIS_PREV, Entry, read_entry
-from ledger.errors import IntegrityViolation, LedgerError
+from ledger.errors import IntegrityViolation, LedgerError, Malformed
 from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64
 from ledger.ledger import Ledger
 from ledger.log import Log
@@ -822,20 +822,16 @@ def _problems(
 ) -> list[str | None]:
     """`entry_problem` of each entry, the signatures checked in one run."""
     problems: list[str | None] = []
-    checks: list[tuple[int, Ed25519PublicKey, bytes | None, bytes]] = []
+    checks: list[tuple[int, Ed25519PublicKey, str, bytes]] = []
     for index, entry in enumerate(entries):
         public, problem = _key(entry, directory, authority)
         problems.append(problem)
         if public is not None:
-            checks.append(
-                (index, public, _signature(entry.sig), signing_input(entry.statement_bytes))
-            )
+            checks.append((index, public, entry.sig, signing_input(entry.statement_bytes)))
     for index, public, signature, message in checks:
         try:
-            if signature is None:
-                raise InvalidSignature
-            public.verify(signature, message)
-        except InvalidSignature:
+            public.verify(from_b64url(signature), message)
+        except (InvalidSignature, Malformed):
             problems[index] = "the signature does not verify: the entry was altered"
     return problems
 
@@ -856,25 +852,6 @@ def _key(
     if record is None or record.person != statement.by:
         return None, problem
     return record.public, problem
-
-
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def _signature(text: str) -> bytes | None:
-    """`ledger.encoding.from_b64url(text)`, or None where it raises: the same steps, without
-    the layers of `base64` around them."""
-    if "=" in text or not text.isascii():
-        return None
-    raw = text.encode("ascii")
-    try:
-        data = binascii.a2b_base64(raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4))
-    except binascii.Error:
-        return None
-    if binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=") != raw:
-        return None
-    return data
 
 
 # -- reading a statement ------------------------------------------------------------------------
