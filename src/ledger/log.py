@@ -31,7 +31,7 @@ from ledger.keys import Ed25519PrivateKey
 from ledger.leader import Leadership, lead_and_follow
 from ledger.ledger import Ledger
 from ledger.stream import ENTRY_TOPIC
-from ledger.tables import Cursor, EventRow, EventRows, Tables
+from ledger.tables import PARAMETERS, Cursor, EventRow, EventRows, Tables, dashed, insert_sql
 
 # Entries are looked up by hash through an index of the hash's first 8 bytes (the whole hash is
 # then compared): about a third of the size of an index of whole hashes, so cheaper to keep.
@@ -144,14 +144,6 @@ class Log:
             (*params, limit),
         )
         return [SealedEntry(int(p), s, int(q), bytes(h).hex(), bytes(d)) for p, s, q, h, d in rows]
-
-    def unsealed(self, after: int, limit: int) -> list[tuple[int, str, int, bytes]]:
-        """(notification id, stream, seq, entry bytes) of entries after that notification.
-
-        Read straight from the event table (the sealer's hot path: no event objects).
-        """
-        rows = self._entry_rows.after(after, limit)
-        return [(int(n), _dashed(o), int(v), bytes(d)) for n, o, v, _, d in rows]
 
     def last_position_upto(self, notification_id: int) -> int:
         """The last position whose entry is at or before this notification (-1 if none)."""
@@ -365,12 +357,12 @@ class Sealer:
         # Column by column, in C where possible: no object per row beyond what the read made.
         nids, hex_ids, seqs, _, datas = zip(*rows, strict=True)
         sha256, start = hashlib.sha256, frontier.size
-        dashed = {hex_id: _dashed(hex_id) for hex_id in set(hex_ids)}
+        streams = {hex_id: dashed(hex_id) for hex_id in set(hex_ids)}
         leaves = [sha256(b"\x00" + data).digest() for data in datas]
         entries = (
             range(start, start + len(rows)),
             nids,
-            list(map(dashed.__getitem__, hex_ids)),
+            list(map(streams.__getitem__, hex_ids)),
             seqs,
             [sha256(data).digest() for data in datas],
             leaves,
@@ -478,12 +470,6 @@ class Sealer:
         )
 
 
-def _dashed(hex_id: str) -> str:
-    """A UUID stored as 32 hex digits, in its usual 8-4-4-4-12 form."""
-    h = hex_id
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def _querying(cursor: Cursor) -> Any:
     def query(sql: str, params: Any = ()) -> list[Any]:
         cursor.execute(sql, params)
@@ -517,10 +503,9 @@ def insert(postgres: bool, table: str, names: Sequence[str], columns: Columns) -
                 cursor.copy(table, names, rows)
 
         return copy
-    into = f"INSERT INTO {table} ({', '.join(names)})"
+    into = f"{table} ({', '.join(names)})"
     width = len(names)
-    per_statement = _PARAMETERS // width
-    one = "(" + ", ".join("?" * width) + ")"
+    per_statement = PARAMETERS // width
     # Python's sqlite3 binds a bytearray as it is, but looks for an adapter for each bytes
     # value first, which takes several times as long as the copy.
     blobs = [count and isinstance(column[0], bytes) for column in columns]
@@ -531,7 +516,7 @@ def insert(postgres: bool, table: str, names: Sequence[str], columns: Columns) -
         for offset, (column, blob) in enumerate(zip(columns, blobs, strict=True)):
             part = column[start:end]
             params[offset::width] = list(map(bytearray, part)) if blob else part
-        statements.append((f"{into} VALUES {', '.join(repeat(one, end - start))}", params))
+        statements.append((insert_sql(into, width, end - start), params))
 
     def execute(cursor: Cursor) -> None:
         for sql, values in statements:
@@ -587,7 +572,5 @@ def _fetch(query: Any, keys: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
     return result
 
 
-# SQLite's limit on a statement's parameters (since 3.32).
-_PARAMETERS = 32_766
 # Entries a catch-up seals per transaction.
 _CATCH_UP_BATCH = 20_000

@@ -4,10 +4,12 @@ whole or not at all."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -167,5 +169,28 @@ class _Translating:
                 for row in rows:
                     copy.write_row(row)
             return
-        marks = ", ".join("?" for _ in columns)
-        self._cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        # As many rows to a statement as SQLite allows: executemany runs one per row, and the
+        # thread writing takes the GIL back after each (waiting a switch interval, at worst).
+        width = len(columns)
+        for start in range(0, len(rows), PARAMETERS // width):
+            chunk = rows[start : start + PARAMETERS // width]
+            values = list(chain.from_iterable(chunk))
+            self._cursor.execute(insert_sql(f"{table} ({names})", width, len(chunk)), values)
+
+
+# SQLite's limit on a statement's parameters (since 3.32).
+PARAMETERS = 32_766
+
+
+@functools.lru_cache(maxsize=64)
+def insert_sql(into: str, width: int, count: int) -> str:
+    """INSERT INTO `into` ("table (columns)") VALUES for `count` rows of `width` parameters."""
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"INSERT INTO {into} VALUES " + ", ".join([row] * count)
+
+
+def dashed(hex_id: str) -> str:
+    """A UUID stored as 32 hex digits (as eventsourcing keeps them on SQLite), in its usual
+    8-4-4-4-12 form."""
+    h = hex_id
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -60,7 +60,7 @@ from ledger.merkle import node_hash
 from ledger.statement import Header, Statement, signing_input
 from ledger.store import parse_store
 from ledger.stream import ENTRY_TOPIC
-from ledger.tables import Tables
+from ledger.tables import Tables, dashed
 
 PAGE = 2000  # rows read at a time, by this process and by each worker
 TASK = 1000  # entries (as far as this process has seen them) of the streams in one task
@@ -392,7 +392,7 @@ class _Store:
         return (StoreStreams, (self.ledger.store.url, self._table, self.last))
 
     def name(self, stream: str) -> str:
-        return stream if self.log.tables.postgres else _dashed(stream)
+        return stream if self.log.tables.postgres else dashed(stream)
 
     def position(self, key: int) -> int | None:
         rows = self.log.tables.query(
@@ -491,12 +491,6 @@ class _Store:
             "SELECT position FROM log_entries WHERE stream = ? AND seq = ?", (stream, seq)
         )
         return int(rows[0][0]) if rows else None
-
-
-def _dashed(hex_id: str) -> str:
-    """A UUID stored as 32 hex digits, in its usual 8-4-4-4-12 form."""
-    h = hex_id
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class StoreStreams:

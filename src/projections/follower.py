@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any, cast
 from uuid import UUID
 
@@ -33,10 +32,10 @@ from ledger.errors import IntegrityViolation, Malformed
 from ledger.leader import Leadership, lead_and_follow
 from ledger.ledger import Ledger
 from ledger.stream import ENTRY_TOPIC, Record, Stream
-from ledger.tables import EventRow, EventRows, Tables
+from ledger.tables import EventRow, EventRows, Tables, insert_sql
 from projections.database import Cursor, Database
 from projections.documents import Builder
-from projections.views import PROJECTIONS, Batch, Projection, insert_sql
+from projections.views import PROJECTIONS, Batch, Projection
 
 _log = logging.getLogger(__name__)
 _KEY = 0x0ACC0E  # a batch's transaction on PostgreSQL (see _Writes._expect)
@@ -381,11 +380,7 @@ class _Writes:
         self._writes.append(lambda cursor: cursor.executemany(sql, params))
 
     def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        if self._postgres:
-            self._writes.append(lambda cursor: cursor.copy(table, columns, rows))
-        else:
-            into = f"{table} ({', '.join(columns)})"
-            self._writes.append(lambda cursor: _insert(cursor, into, rows))
+        self._writes.append(lambda cursor: cursor.copy(table, columns, rows))
 
     def fetchall(self) -> list[Any]:
         rows, self._rows = self._rows, []
@@ -451,25 +446,6 @@ class _Writer:
                 del prepared  # not kept while waiting for the next one
                 self._jobs.task_done()
         self._jobs.task_done()
-
-
-def _insert(cursor: Cursor, into: str, rows: Sequence[Sequence[Any]]) -> None:
-    """INSERT rows into `into` ("table (columns)"), as many to a statement as SQLite allows.
-
-    Not executemany, which runs a statement for every row: the thread writing takes the GIL
-    back after each one, and may wait a switch interval for it every time.
-    """
-    if not rows:
-        return
-    width = len(rows[0])
-    per_statement = _PARAMETERS // width
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        cursor.execute(insert_sql(into, width, len(chunk)), list(chain.from_iterable(chunk)))
-
-
-# SQLite's limit on a statement's parameters (since 3.32).
-_PARAMETERS = 32_766
 
 
 def _uuid(value: UUID | str) -> UUID:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from ledger.access import ReadRecorded
 from ledger.directory import Directory
 from ledger.entry import Entry
 from ledger.stream import Record, Stream
+from ledger.tables import insert_sql
 from projections.database import SCHEMA, Cursor
 from projections.documents import AccessRow, AuditRow, Builder, encode, encode_row
 
@@ -268,13 +268,6 @@ def upsert(cursor: Cursor, into: str, key: str, rows: Iterable[tuple[Any, ...]])
 
 
 _STATEMENT_BYTES = 2_000_000
-
-
-@functools.lru_cache(maxsize=64)
-def insert_sql(into: str, width: int, count: int) -> str:
-    """INSERT INTO `into` ("table (columns)") VALUES for `count` rows of `width` parameters."""
-    row = "(" + ", ".join("?" * width) + ")"
-    return f"INSERT INTO {into} VALUES " + ", ".join([row] * count)
 
 
 PROJECTIONS: tuple[Projection, ...] = (
