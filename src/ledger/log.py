@@ -358,7 +358,7 @@ class Sealer:
         nids, hex_ids, seqs, _, datas = zip(*rows, strict=True)
         sha256, start = hashlib.sha256, frontier.size
         streams = {hex_id: dashed(hex_id) for hex_id in set(hex_ids)}
-        leaves = [sha256(b"\x00" + data).digest() for data in datas]
+        leaves = list(map(merkle.leaf_hash, datas))
         entries = (
             range(start, start + len(rows)),
             nids,

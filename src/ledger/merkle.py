@@ -16,11 +16,14 @@ Fetch = Callable[[Iterable[Node]], dict[Node, bytes]]
 Run = tuple[int, int, list[bytes]]
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+_LEAF_PREFIX = hashlib.sha256(b"\x00")
 
 
 def leaf_hash(entry: bytes) -> bytes:
     """RFC 9162 leaf hash: SHA-256(0x00 || entry bytes)."""
-    return hashlib.sha256(b"\x00" + entry).digest()
+    hashed = _LEAF_PREFIX.copy()  # the prefix hashed once, not the entry copied behind it
+    hashed.update(entry)
+    return hashed.digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:

@@ -56,7 +56,6 @@ from ledger.errors import IntegrityViolation, LedgerError, Malformed
 from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64
 from ledger.ledger import Ledger
 from ledger.log import Log
-from ledger.merkle import node_hash
 from ledger.statement import Header, Statement, signing_input
 from ledger.store import parse_store
 from ledger.stream import ENTRY_TOPIC
@@ -234,7 +233,8 @@ def check_log(
         # Per stream as the source names it: [entries, hash of the last, its id] (`_Tasks`
         # adds what its worker says).
         heads: dict[str, list[Any]] = {}
-        tree = _Tree()
+        tree = merkle.Frontier()
+        leaves: list[bytes] = []  # hashed, added to the tree a run at a time (`extend`)
         matched = latest  # the largest signed checkpoint the tree is known to match, at the end
         checked = unpositioned = 0
         stopped: Failure | None = None
@@ -256,9 +256,11 @@ def check_log(
                         continue
                     if entry_hash != sealed:
                         fail(position, head[2], seq, "the entry differs from the one sealed")
-                    leaf = _LEAF.copy()  # merkle.leaf_hash(data), without copying the data
-                    leaf.update(data)
-                    tree.append(leaf.digest())
+                    leaves.append(merkle.leaf_hash(data))
+                    if expected is None or tree.size + len(leaves) != expected.size:
+                        continue
+                    tree.extend(leaves)
+                    leaves.clear()
                     while expected is not None and expected.size == tree.size:
                         if tree.root() != expected.root:
                             fail(
@@ -271,6 +273,8 @@ def check_log(
                         if expected.size > matched.size:
                             matched = expected
                         expected = next(signed, None)
+                tree.extend(leaves)
+                leaves.clear()
                 tasks.dispatch()
                 if page and tasks.flawed_before(page[-1][4]):
                     break  # a worker found an entry that comes before anything still unread
@@ -543,36 +547,6 @@ def _with_trusted(signed: _Counted, trusted: Checkpoint | None) -> Iterator[Chec
         yield checkpoint
     if trusted is not None:
         yield trusted
-
-
-_LEAF = sha256(b"\x00")  # RFC 9162's leaf prefix, hashed
-
-
-class _Tree:
-    """The RFC 9162 tree's right edge as leaves are added (`merkle.Frontier`, keeping only
-    what a root needs: nothing is stored)."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self._perfect: list[bytes] = []  # the perfect subtrees making up `size`, largest first
-
-    def append(self, leaf: bytes) -> None:
-        perfect = self._perfect
-        perfect.append(leaf)
-        size = self.size
-        self.size = size + 1
-        while size & 1:  # a subtree of the new leaf's size completes one of twice that
-            right = perfect.pop()
-            perfect[-1] = node_hash(perfect[-1], right)
-            size >>= 1
-
-    def root(self) -> bytes:
-        if not self._perfect:
-            return merkle.EMPTY_ROOT
-        result = self._perfect[-1]
-        for left in reversed(self._perfect[:-1]):
-            result = node_hash(left, result)
-        return result
 
 
 class _Tasks:

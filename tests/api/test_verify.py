@@ -28,7 +28,7 @@ from api.verify import verify_ledger, verify_url
 from domain.record import DecisionRecord
 from domain.worked_case import play
 from ledger import checkpoint as checkpoints
-from ledger import keys, merkle
+from ledger import keys
 from ledger import verify as verifier
 from ledger.author import Author
 from ledger.authority import Authority
@@ -1269,13 +1269,3 @@ def test_statements_read_sooner_are_those_the_full_decode_gives_or_refused_alike
     with pytest.raises(Malformed) as expected_error:
         parse_statement(entry.statement_bytes)
     assert refused.value.detail == expected_error.value.detail
-
-
-def test_the_verifiers_tree_has_the_roots_of_the_sealers() -> None:
-    tree, frontier = verifier._Tree(), merkle.Frontier()
-    assert tree.root() == frontier.root()
-    for n in range(70):
-        leaf = merkle.leaf_hash(n.to_bytes(2, "big"))
-        tree.append(leaf)
-        frontier.append(leaf)
-        assert (tree.size, tree.root()) == (frontier.size, frontier.root()), n
