@@ -211,7 +211,7 @@ class Directory(Stream):
             if body.kind == "authority":
                 raise NotPermitted("a ledger has exactly one authority")
         elif isinstance(body, KeyBound):
-            self._require_person(body.person)
+            self._registered(body.person)
             if kid(public_key_from_b64(body.public_key)) != body.kid:
                 raise Malformed("kid is not the SHA-256 of the public key")
             if body.kid in self.keys:
@@ -225,7 +225,7 @@ class Directory(Stream):
             if body.kid == self.authority_kid:
                 raise NotPermitted("the authority key, the root of trust, cannot be revoked")
         elif isinstance(body, ReviewerAppointed):
-            self._require_person(body.person)
+            self._registered(body.person)
 
     def _admit_genesis(self, statement: Statement, body: Any) -> None:
         if not (
@@ -246,10 +246,6 @@ class Directory(Stream):
             and body.kid == statement.kid
         ):
             raise NotPermitted("the directory's second entry binds the authority key")
-
-    def _require_person(self, person: str) -> None:
-        if person not in self.persons:
-            raise NotPermitted(f"person {person} is not registered")
 
     def _registered(self, person: str) -> Person:
         registered = self.persons.get(person)
