@@ -35,6 +35,7 @@ import random
 import resource
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -183,6 +184,9 @@ def verify_results(
 ) -> list[Result]:
     """`verify_ledger`, and `verify_store` without the rules, against the Ed25519 rate."""
     cores = os.cpu_count() or 1
+    # The workers' CPU is counted as this process's children's: they must be forked from here,
+    # which verification does only while this process has no other thread.
+    assert threading.active_count() == 1, "a thread would make the workers start elsewhere"
     singles = [ed25519()]
     alone = timed(lambda: verify_store(record, key, workers=cores).entries)
     singles.append(ed25519())
