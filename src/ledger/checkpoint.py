@@ -13,10 +13,8 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-
 from ledger.errors import LedgerError
-from ledger.keys import Ed25519PrivateKey, Ed25519PublicKey, raw_public_key
+from ledger.keys import Ed25519PrivateKey, Ed25519PublicKey, raw_public_key, verify_bytes
 
 _ED25519 = b"\x01"
 _DASH = "\u2014"
@@ -99,10 +97,8 @@ def parse(note: str, origin: str, public: Ed25519PublicKey) -> Checkpoint:
             raise CheckpointInvalid("a signature is not standard base64") from None
         if parts[1] != origin or blob[:4] != expected:
             continue  # another key's cosignature: not ours to check
-        try:
-            public.verify(blob[4:], signed)
-        except InvalidSignature:
-            raise CheckpointInvalid("the ledger key's signature does not verify") from None
+        if not verify_bytes(public, blob[4:], signed):
+            raise CheckpointInvalid("the ledger key's signature does not verify")
         verified = True
     if not verified:
         raise CheckpointInvalid("the checkpoint carries no signature by the ledger key")

@@ -43,17 +43,15 @@ from uuid import UUID
 import msgspec
 import msgspec.inspect
 import orjson
-from cryptography.exceptions import InvalidSignature
 
 from ledger import checkpoint as checkpoints
 from ledger import merkle
 from ledger.checkpoint import Checkpoint, CheckpointInvalid
 from ledger.clock import parse_timestamp
 from ledger.directory import Directory, KeyRecord, Person
-from ledger.encoding import from_b64url
 from ledger.entry import GENESIS_PREV, Entry, read_entry
-from ledger.errors import IntegrityViolation, LedgerError, Malformed
-from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64
+from ledger.errors import IntegrityViolation, LedgerError
+from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64, verify
 from ledger.ledger import Ledger
 from ledger.log import Log
 from ledger.statement import Header, Statement, signing_input
@@ -797,9 +795,7 @@ def _problems(
         if public is not None:
             checks.append((index, public, entry.sig, signing_input(entry.statement_bytes)))
     for index, public, signature, message in checks:
-        try:
-            public.verify(from_b64url(signature), message)
-        except (InvalidSignature, Malformed):
+        if not verify(public, signature, message):
             problems[index] = "the signature does not verify: the entry was altered"
     return problems
 

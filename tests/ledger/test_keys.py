@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from ledger import keys
 from ledger.encoding import b64url, from_b64url
 from ledger.errors import Malformed
-from ledger.keys import Ed25519PrivateKey, KeyFileError
+from ledger.keys import Ed25519PrivateKey, Ed25519PublicKey, KeyFileError
 
 B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -274,6 +274,98 @@ def test_verify_is_true_only_for_the_right_key_and_message() -> None:
     assert not keys.verify(keys.generate().public_key(), signature, b"message")
     assert not keys.verify(key.public_key(), b64url(bytes(64)), b"message")
     assert not keys.verify(key.public_key(), signature + "=", b"message")  # not base64url
+
+
+# Points of small order, and encodings that are not canonical (y >= p), from libsodium's list.
+_P = 2**255 - 19
+_WEAK_PUBLIC = {
+    "identity": (1).to_bytes(32, "little"),
+    "order-4-y-0": bytes(32),
+    "order-2-y-minus-1": (_P - 1).to_bytes(32, "little"),
+    "order-8-a": bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    "order-8-b": bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    "y-equal-to-p": _P.to_bytes(32, "little"),
+    "y-equal-to-p-plus-1": (_P + 1).to_bytes(32, "little"),
+}
+_L = 2**252 + 27742317777372353535851937790883648493  # the prime order of the base point
+_BASE_POINT = bytes.fromhex("5866666666666666666666666666666666666666666666666666666666666666")
+
+
+def _plus_order_2(raw: bytes) -> bytes:
+    """The point plus (0, -1), the point of order 2: (x, y) becomes (-x, -y). The sum is on
+    the curve but outside the prime-order group."""
+    y = int.from_bytes(raw, "little") & (2**255 - 1)
+    sign = raw[31] >> 7
+    return ((_P - y) | ((sign ^ 1) << 255)).to_bytes(32, "little")
+
+
+@pytest.mark.parametrize("raw", _WEAK_PUBLIC.values(), ids=_WEAK_PUBLIC.keys())
+def test_a_small_order_or_non_canonical_public_key_is_refused(raw: bytes) -> None:
+    with pytest.raises(Malformed) as excinfo:
+        keys.public_key_from_b64(b64url(raw))
+    assert "small-order or non-canonical" in excinfo.value.detail
+
+
+def test_a_public_key_with_a_small_order_component_is_refused() -> None:
+    raw = keys.raw_public_key(keys.generate())
+    with pytest.raises(Malformed):
+        keys.public_key_from_b64(b64url(_plus_order_2(raw)))
+    assert _plus_order_2(_plus_order_2(raw)) == raw  # the helper only moves the point
+
+
+def test_a_weak_key_in_a_public_key_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "weak.pub"
+    path.write_text(b64url(_WEAK_PUBLIC["identity"]) + "\n", encoding="ascii")
+    with pytest.raises(KeyFileError, match="small-order"):
+        keys.load_public_key(path)
+
+
+def test_no_signature_verifies_under_the_identity_point() -> None:
+    # R the base point and S = 1 satisfy [S]B = R + [k]A for every message when A is the
+    # identity: a universal forgery, which OpenSSL's verify lets through.
+    identity = Ed25519PublicKey.from_public_bytes(_WEAK_PUBLIC["identity"])
+    forged = _BASE_POINT + (1).to_bytes(32, "little")
+    for message in (b"", b"anything at all", bytes(300)):
+        assert not keys.verify_bytes(identity, forged, message)
+
+
+def test_a_signature_whose_scalar_is_not_reduced_does_not_verify() -> None:
+    key = keys.generate()
+    signature = key.sign(b"message")
+    s = int.from_bytes(signature[32:], "little")
+    assert keys.verify_bytes(key.public_key(), signature, b"message")
+    assert not keys.verify_bytes(
+        key.public_key(), signature[:32] + (s + _L).to_bytes(32, "little"), b"message"
+    )
+
+
+@given(message=st.binary(max_size=600), flip=st.integers(min_value=0), in_signature=st.booleans())
+def test_verify_bytes_accepts_every_honest_signature_and_nothing_altered(
+    message: bytes, flip: int, in_signature: bool
+) -> None:
+    """libsodium and `cryptography` agree on what honest signers produce: the signature
+    verifies under both, and one flipped bit of the signature or message fails under both."""
+    key = keys.generate()
+    public, signature = key.public_key(), key.sign(message)
+    assert keys.verify_bytes(public, signature, message)
+    public.verify(signature, message)  # raises if `cryptography` disagrees
+    if in_signature or not message:
+        bit = flip % (len(signature) * 8)
+        altered = bytearray(signature)
+        altered[bit // 8] ^= 1 << (bit % 8)
+        assert not keys.verify_bytes(public, bytes(altered), message)
+    else:
+        bit = flip % (len(message) * 8)
+        altered = bytearray(message)
+        altered[bit // 8] ^= 1 << (bit % 8)
+        assert not keys.verify_bytes(public, signature, bytes(altered))
+
+
+def test_verify_bytes_refuses_a_signature_of_the_wrong_length() -> None:
+    key = keys.generate()
+    signature = key.sign(b"message")
+    assert not keys.verify_bytes(key.public_key(), signature[:63], b"message")
+    assert not keys.verify_bytes(key.public_key(), signature + b"\x00", b"message")
 
 
 # --- public key files --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from ledger import keys
 from ledger.author import Author
+from ledger.encoding import b64url
 from ledger.errors import IntegrityViolation, LedgerError
 from ledger.statement import MAX_SUBMISSION_BYTES
 from tests.conftest import ORIGIN, World, fingerprint
@@ -195,6 +196,16 @@ def key_bound_twice(world: World) -> bytes:
     return authority.submission(directory, "key.bound", body)
 
 
+def small_order_key_bound(world: World) -> bytes:
+    # The identity point: a public key under which one signature verifies for any message
+    # wherever small-order keys are let through.
+    identity = bytes([1]) + bytes(31)
+    grace = world.person("Grace")
+    authority = Author(ORIGIN, world.ledger.directory().authority or "", world.authority_key)
+    body = {"person": grace.person, "kid": keys.kid(identity), "public_key": b64url(identity)}
+    return authority.submission(str(world.ledger.directory_id), "key.bound", body)
+
+
 def duplicate_key(world: World) -> bytes:
     grace = world.person("Grace")
     signed = grace.submission(new_stream(), "note.made", {"text": "signed"})
@@ -236,6 +247,7 @@ REJECTIONS: list[tuple[Case, str]] = [
     (directory_write_by_a_member, "not_permitted"),
     (directory_kind_in_a_case, "not_permitted"),
     (key_bound_twice, "not_permitted"),
+    (small_order_key_bound, "malformed"),
 ]
 
 
