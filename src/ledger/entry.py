@@ -103,12 +103,21 @@ def read_entry(data: bytes) -> Entry:
     )
     if not (type(seq) is int and seq >= 1 and _is_text(prev, recorded_at, sig)):
         raise Malformed("entry fields have the wrong types")
-    if not (_HASH.match(prev) and _RECORDED.match(recorded_at)):
+    if not in_fixed_format(prev, recorded_at):
         raise Malformed("entry prev or recorded_at is not in its fixed format")
-    # Canonical order puts "statement" last and no earlier value can contain this byte run,
-    # so the first match is the key itself: the statement bytes are a verbatim slice.
-    start = data.index(_STATEMENT_KEY) + len(_STATEMENT_KEY)
-    return Entry(data, seq, prev, recorded_at, sig, data[start:-1])
+    return Entry(data, seq, prev, recorded_at, sig, statement_slice(data))
+
+
+def in_fixed_format(prev: str, recorded_at: str) -> bool:
+    """Whether an entry's prev and recorded_at are in their fixed formats."""
+    return _HASH.match(prev) is not None and _RECORDED.match(recorded_at) is not None
+
+
+def statement_slice(data: bytes) -> bytes:
+    """The statement's bytes within canonical entry bytes. Canonical order puts "statement"
+    last and no earlier value can contain its key's byte run, so the first match is the key
+    itself: the statement bytes are a verbatim slice."""
+    return data[data.index(_STATEMENT_KEY) + len(_STATEMENT_KEY) : -1]
 
 
 def follow_entry(data: bytes) -> Entry:

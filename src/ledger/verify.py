@@ -46,10 +46,11 @@ import orjson
 
 from ledger import checkpoint as checkpoints
 from ledger import merkle
+from ledger.canonical import MAX_SAFE_INTEGER
 from ledger.checkpoint import Checkpoint, CheckpointInvalid
 from ledger.clock import parse_timestamp
 from ledger.directory import Directory, KeyRecord, Person
-from ledger.entry import GENESIS_PREV, Entry, read_entry
+from ledger.entry import GENESIS_PREV, Entry, in_fixed_format, read_entry, statement_slice
 from ledger.errors import IntegrityViolation, LedgerError
 from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64, verify
 from ledger.ledger import Ledger
@@ -313,10 +314,10 @@ def check_log(
 def check_entry(data: bytes, directory: Directory, authority: Ed25519PublicKey) -> Summary:
     """Parse one stored entry and check its signature and key; never raises."""
     try:
-        entry = read_entry(data)
-        statement = entry.statement
+        entry = read(data)
     except LedgerError as exc:
         return ("", 0, "", "", f"the entry does not parse: {exc.detail}")
+    statement = entry.statement
     problem = entry_problem(entry, directory, authority)
     return (statement.stream, entry.seq, entry.prev, entry.recorded_at, problem)
 
@@ -749,8 +750,7 @@ def _check_stream(worker: _Worker, stream: str) -> Checked:
         unreadable: Flaw | None = None
         for key, seq, data in run:
             try:
-                entry = read_entry(data)
-                parse(entry)
+                entry = read(data)
             except LedgerError as exc:
                 unreadable = (key, stream, seq, f"the entry does not parse: {exc.detail}")
                 break
@@ -821,31 +821,76 @@ def _key(
 # -- reading a statement ------------------------------------------------------------------------
 
 
-def parse(entry: Entry) -> Statement:
-    """The entry's statement, validated in full: `entry.statement`, sooner.
+def read(data: bytes) -> Entry:
+    """Stored entry bytes as `read_entry` reads them, with their statement validated in full
+    (`entry.statement`), or the same `Malformed` the two would raise: the same, sooner.
 
-    Verification reads every entry's statement in full (`Statement`, every pattern checked)
-    and its header (`Header`, which folding reads). Here the statement bytes are decoded once,
-    as the header; the `Statement` is made of its fields, each checked against the constraints
-    `Statement` declares for it (read from its type, so that the two cannot drift apart; the
-    fields that repeat from entry to entry are not checked again), and of its body. Whatever
-    that does not accept is left to `entry.statement`, which names what is wrong as it always
-    did. Both land where the cached properties keep them.
+    Verification reads every entry in full. Here the bytes are decoded once, typed (`Header`
+    for the statement, its body kept raw), and must be what msgspec encodes back with sorted
+    keys; the raw body must be what orjson encodes back (`read_entry`'s own check, on the body
+    alone: msgspec writes some numbers otherwise). The `Statement` is made of the header's
+    fields, each checked against the constraints `Statement` declares for it (read from its
+    type, so that the two cannot drift apart; the fields that repeat from entry to entry are
+    not checked again), and of the body. Whatever that does not accept is left to `read_entry`
+    and `entry.statement`, which name what is wrong as they always did. Both the header and
+    the statement land where the cached properties keep them.
     """
-    fields = entry.__dict__
+    entry = _read_sooner(data)
+    if entry is None:
+        entry = read_entry(data)
+        entry.__dict__["statement"] = entry.statement  # raises `Malformed` naming the flaw
+    return entry
+
+
+def _read_sooner(data: bytes) -> Entry | None:
+    if _CHECKS is None:
+        return None
     try:
-        header = _decode_header(entry.statement_bytes)
+        stored = _decode_stored(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return entry.statement
-    fields["header"] = header
-    statement = _made(header, entry.statement_bytes)
+        return None
+    # Text outside the body is either pattern-checked below (ASCII, nothing escaped) or the
+    # signature (printable ASCII here): msgspec and orjson write such text alike.
+    if _encode_sorted(stored) != data or not (stored.sig.isascii() and stored.sig.isprintable()):
+        return None
+    header = stored.statement
+    raw = memoryview(header.body)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(body) is not dict or orjson.dumps(body, option=orjson.OPT_SORT_KEYS) != raw:
+        return None
+    # (orjson reads integers beyond 64 bits as floats: those are left to `read_entry`.)
+    if not 1 <= stored.seq <= MAX_SAFE_INTEGER or not in_fixed_format(
+        stored.prev, stored.recorded_at
+    ):
+        return None
+    statement = _made(header, body)
     if statement is None:
-        return entry.statement
-    fields["statement"] = statement
-    return statement
+        return None
+    entry = Entry(
+        data, stored.seq, stored.prev, stored.recorded_at, stored.sig, statement_slice(data)
+    )
+    entry.__dict__.update(header=header, statement=statement)
+    return entry
 
 
-_decode_header = msgspec.json.Decoder(Header).decode
+class _Header(Header, frozen=True, omit_defaults=True):
+    """`Header` as canonical bytes hold it: `for` left out when there is none, so that an
+    explicit null (which `Statement` refuses) does not encode back to the same bytes."""
+
+
+class _Stored(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    prev: str
+    recorded_at: str
+    seq: int
+    sig: str
+    statement: _Header
+
+
+_decode_stored = msgspec.json.Decoder(_Stored).decode
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 Check = tuple[int | None, int | None, re.Pattern[str] | None]  # length bounds, pattern
 
 # `Statement`'s fields (Python name: JSON name), as `_made` builds one.
@@ -913,16 +958,13 @@ def _meets(check: Check, value: str) -> bool:
     )
 
 
-def _made(header: Header, statement_bytes: bytes) -> Statement | None:
-    """The `Statement` those bytes decode to, from their header; None if in doubt."""
+def _made(header: Header, body: dict[str, Any]) -> Statement | None:
+    """The `Statement` of this header and its decoded body; None if in doubt."""
     checks = _CHECKS
     if checks is None:
         return None
     on_behalf_of = header.on_behalf_of
-    if on_behalf_of is None:
-        if b'"for":null' in statement_bytes:  # `Statement` refuses null, `Header` does not
-            return None
-    elif not _meets(checks["for_"], on_behalf_of):
+    if on_behalf_of is not None and not _meets(checks["for_"], on_behalf_of):
         return None
     repeated = (header.ledger, header.stream, header.kind, header.by, header.kid)
     if repeated not in _SEEN:
@@ -936,11 +978,8 @@ def _made(header: Header, statement_bytes: bytes) -> Statement | None:
     if not (_meets(checks["id"], header.id) and _meets(checks["at"], header.at)):
         return None
     try:
-        body = orjson.loads(memoryview(header.body))
         parse_timestamp(header.at)
-    except (orjson.JSONDecodeError, LedgerError):
-        return None
-    if type(body) is not dict:
+    except LedgerError:
         return None
     return Statement(
         ledger=header.ledger,

@@ -35,14 +35,13 @@ from ledger.authority import Authority
 from ledger.canonical import canonical, loads
 from ledger.checkpoint import Checkpoint
 from ledger.clock import format_recorded
-from ledger.entry import Entry, make_entry, read_entry
-from ledger.errors import Malformed
+from ledger.entry import Entry, make_entry
 from ledger.keys import Ed25519PrivateKey
 from ledger.log import Log, Sealer
-from ledger.statement import parse_statement, read_header, sign
+from ledger.statement import sign
 from ledger.store import parse_store
 from ledger.stream import EntryRecorded
-from ledger.verify import Failure, VerificationFailed, parse
+from ledger.verify import Failure, VerificationFailed
 from tests.api.conftest import serve_in_thread
 from tests.api.test_cli import CLI
 from tests.conftest import PG_DSN, World, create_schema, drop_schema
@@ -1209,63 +1208,3 @@ def test_an_unreachable_server_gives_one_clear_line(
 
     assert (code, out) == (1, "")
     assert err.startswith(f"accord: unreachable: cannot read http://127.0.0.1:{port}: ")
-
-
-# -- the verifier's own readers ---------------------------------------------------------------
-
-
-def test_statements_read_sooner_are_those_the_full_decode_gives_or_refused_alike() -> None:
-    # The sooner reading is on (were `Statement` or `Header` to change shape, it would turn
-    # itself off, and every statement would be decoded in full: correct, but slower).
-    assert verifier._CHECKS is not None
-    key = keys.generate()
-    author = Author(ORIGIN, str(uuid.uuid4()), key)
-    base = author.statement(str(uuid.uuid4()), "opinion.given", {"decision": str(uuid.uuid4())})
-    upper = str(uuid.uuid4()).upper()
-    changes: list[dict[str, Any]] = [
-        {},
-        {"for": str(uuid.uuid4())},
-        {"for": None},
-        {"for": upper},
-        {"id": upper},
-        {"id": 7},
-        {"stream": "case"},
-        {"by": ""},
-        {"kid": base["kid"][:-1]},
-        {"kind": "a." + "b" * 63},
-        {"kind": "Opinion.given"},
-        {"ledger": ""},
-        {"ledger": "clinic example"},
-        {"ledger": "x" * 256},
-        {"at": "2026-02-30T10:00:00Z"},
-        {"at": "2026-01-30T10:00:00.123Z"},
-        {"at": "2026-01-30 10:00:00Z"},
-        {"body": []},
-        {"body": "text"},
-        {"body": {"for": None, "n": [1, -2, {"e": "é"}], "t": "\u2028\n"}},
-        {"extra": 1},
-    ]
-    for change in changes:
-        statement = {**base, **change}
-        entry = make_entry(canonical(statement), "sig", 1, "0" * 64, "2026-01-30T10:00:00.000Z")
-        expected: Any
-        try:
-            expected = parse_statement(entry.statement_bytes)
-        except Malformed as exc:
-            expected = exc.detail
-        read = read_entry(entry.data)
-        try:
-            got: Any = parse(read)
-        except Malformed as exc:
-            got = exc.detail
-        assert got == expected, change
-        if not isinstance(expected, str):
-            assert read.header == read_header(entry.statement_bytes), change
-    missing = dict(base)
-    del missing["kid"]
-    entry = make_entry(canonical(missing), "sig", 1, "0" * 64, "2026-01-30T10:00:00.000Z")
-    with pytest.raises(Malformed) as refused:
-        parse(read_entry(entry.data))
-    with pytest.raises(Malformed) as expected_error:
-        parse_statement(entry.statement_bytes)
-    assert refused.value.detail == expected_error.value.detail
