@@ -4,15 +4,17 @@ verify_rate: entries/s of `accord verify` (`api.verify.verify_ledger` on every c
 signature, chain, position, the tree and the rules) over a 200,000-entry ledger; reference the
 number of cores times the single-core Ed25519 verify rate of `cryptography` (a fixed 300-byte
 message) measured around it in the same run; target 0.85. Verification checks signatures with
-libsodium (`keys.verify_bytes`), which is faster than `cryptography`: verify_rate_libsodium,
-for information, sets the same rate against the cores times libsodium's own single-core rate,
+libsodium (`keys.verify_bytes`), which is faster than `cryptography`: verify_rate_libsodium, for
+information, sets the same rate against the cores times libsodium's own single-core rate,
 measured alongside (what is left to gain outside the signatures). verify_rate_cpu_bound: the
 same comparison made from CPU time rather than wall time (cores divided by the CPU spent per
-entry in every process, against cores divided by the CPU of one `cryptography` verify): what an otherwise idle machine would allow, so other load cannot hide a
-regression or excuse one; the database server's CPU is not counted. store_pass_rate:
-`ledger.verify.verify_store` without the rules against the same reference, for information;
-store_pass_time: its ms, reference the whole verification's ms (the rules are replayed in the
-same pass, so the difference is what they add).
+entry in every process, against cores divided by the CPU of one `cryptography` verify): what an
+otherwise idle machine would allow, so other load cannot hide a regression or excuse one; the
+database server's CPU is not counted (verification runs in a process of its own, whose CPU and
+its workers' this one reads once it has ended). store_pass_rate: `ledger.verify.verify_store`
+without the rules against the same reference, for information; store_pass_time: its ms,
+reference the whole verification's ms (the rules are replayed in the same pass, so the
+difference is what they add).
 seal_rate: leaves/s of `Sealer.catch_up` over the same ledger (positions, tree nodes and
 checkpoints written), reference the in-memory `Frontier.append(leaf_hash(...))` rate; the target
 ratio encodes the absolute 100,000 leaves/s. inclusion_* and consistency_*: value the mean (or
@@ -32,12 +34,13 @@ minutes.
 from __future__ import annotations
 
 import argparse
+import multiprocessing.forkserver as forkserver
 import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -191,23 +194,56 @@ def ledger_results(
                 _measured("seal_rate", store, sealed.rate, "leaves/s", in_memory, target)
             )
         if "verify" in parts:
-            results = verify_results(store, record, ledger_key.public_key(), details) + results
+            public = ledger_key.public_key()
+            results = verify_results(store, url, authority, public, details) + results
     return results
 
 
+def verified(url: str, authority: str, key: Ed25519PublicKey, rules: bool) -> Run:
+    """`verify_ledger` (`verify_store` without the rules) on every core, in a fresh process.
+
+    Its workers are forked from it only while it has no other thread (on PostgreSQL the store's
+    connection pool runs threads, so they start from a fork server, which is not this process's
+    child): their CPU reaches this process once that process has ended, with its own. The
+    process reports its own CPU during verification (main) and in all; the rest of what this
+    process's children spent is the workers' (and, on PostgreSQL, the fork server's start).
+    """
+    before = _cpu()[1]
+    command = [sys.executable, "-m", "bench.verify", "--measure", url, authority]
+    command += [keys.public_key_b64(key), "rules" if rules else "store"]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
+    count, seconds, main_cpu, own_cpu = int(out[0]), float(out[1]), float(out[2]), float(out[3])
+    return Run(count, seconds, main_cpu, _cpu()[1] - before - own_cpu)
+
+
+def measure(url: str, authority: str, key: str, rules: bool) -> None:
+    """The other end of `verified`: print entries, seconds, CPU during verification and CPU
+    in all of this process."""
+    ledger_key, cores = keys.public_key_from_b64(key), os.cpu_count() or 1
+    with DecisionRecord(url, ORIGIN, keys.public_key_from_b64(authority)) as record:
+        cpu, started = time.process_time(), time.perf_counter()
+        if rules:
+            count = verify_ledger(record, ledger_key, workers=cores).store.entries
+        else:
+            count = verify_store(record, ledger_key, workers=cores).entries
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    # A fork server (which reaped the workers) counts towards this process once it has been
+    # reaped: stop it now (the hook multiprocessing's own tests use), not at exit.
+    forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    print(count, seconds, cpu, own.ru_utime + own.ru_stime)
+
+
 def verify_results(
-    store: str, record: DecisionRecord, key: Ed25519PublicKey, details: Details
+    store: str, url: str, authority: str, key: Ed25519PublicKey, details: Details
 ) -> list[Result]:
     """`verify_ledger`, and `verify_store` without the rules, against the Ed25519 rate."""
     cores = os.cpu_count() or 1
-    # The workers' CPU is counted as this process's children's: they must be forked from here,
-    # which verification does only while this process has no other thread.
-    assert threading.active_count() == 1, "a thread would make the workers start elsewhere"
     singles, sodiums = [ed25519()], [libsodium()]
-    alone = timed(lambda: verify_store(record, key, workers=cores).entries)
+    alone = verified(url, authority, key, rules=False)
     singles.append(ed25519())
     sodiums.append(libsodium())
-    whole = timed(lambda: verify_ledger(record, key, workers=cores).store.entries)
+    whole = verified(url, authority, key, rules=True)
     singles.append(ed25519())
     sodiums.append(libsodium())
     assert alone.count == whole.count, (alone, whole)
@@ -357,7 +393,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.verify", description=__doc__)
     parser.add_argument("--store", choices=tuple(SIZES), help="measure this store only")
     parser.add_argument("--only", choices=PARTS, help="measure this part only")
+    parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)  # `verified`'s process
     args = parser.parse_args(argv)
+    if args.measure:
+        url, authority, key, what = args.measure
+        measure(url, authority, key, what == "rules")
+        return
     parts = (args.only,) if args.only else PARTS
     started, load = time.perf_counter(), os.getloadavg()[0]
     results: list[Result] = []
