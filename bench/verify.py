@@ -63,6 +63,7 @@ from ledger.log import ENTRY_COLUMNS, NODE_COLUMNS, Log, Sealer, insert, stored_
 from ledger.stream import ENTRY_TOPIC
 from ledger.verify import verify_store
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"sqlite": 200_000, "postgres": 50_000}
 TARGET_VERIFY = 0.85
 TARGET_SEAL = 100_000  # leaves/s
@@ -211,7 +212,10 @@ def verified(url: str, authority: str, key: Ed25519PublicKey, rules: bool) -> Ru
     before = _cpu()[1]
     command = [sys.executable, "-m", "bench.verify", "--measure", url, authority]
     command += [keys.public_key_b64(key), "rules" if rules else "store"]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"verification failed:\n{done.stderr}")
+    out = done.stdout.splitlines()[-1].split()
     count, seconds, main_cpu, own_cpu = int(out[0]), float(out[1]), float(out[2]), float(out[3])
     return Run(count, seconds, main_cpu, _cpu()[1] - before - own_cpu)
 

@@ -28,7 +28,7 @@ from ledger.directory import KeyRecord
 from ledger.encoding import sha256_hex
 from ledger.entry import GENESIS_PREV, Entry, read_entry
 from ledger.errors import LedgerError
-from ledger.keys import Ed25519PublicKey, kid, public_key_from_b64
+from ledger.keys import Ed25519PublicKey, bound_public_key, kid
 
 
 class Untrusted(Exception):
@@ -74,7 +74,8 @@ class Verifier:
         if statement.stream == self.directory:
             authority = self.keys[self.authority_kid]
             if statement.kid == self.authority_kid and entry.signature_valid(authority.public):
-                self._directory(entry)
+                with contextlib.suppress(LedgerError, KeyError, TypeError):
+                    self._directory(entry)
         self.heads[statement.stream] = (entry.seq, sha256_hex(data))
 
     def check(self, cloudevent: dict[str, Any], scoped: bool) -> Received:
@@ -97,7 +98,12 @@ class Verifier:
         self._signature(position, entry)
         self._chain(position, entry, scoped)
         if statement.stream == self.directory:
-            self._directory(entry)
+            try:
+                self._directory(entry)
+            except (LedgerError, KeyError, TypeError) as exc:
+                raise Untrusted(
+                    position, f"the directory entry's body does not parse: {exc}"
+                ) from None
         self.position = position
         return Received(position, cloudevent, entry)
 
@@ -112,6 +118,8 @@ class Verifier:
             if known is None or known.person != statement.by:
                 raise Untrusted(position, f"key {statement.kid} is not bound to its author")
             problem = known.problem_at(entry.recorded_at)
+            if known.unusable is not None:
+                problem = f"key {statement.kid} is {known.unusable}"
             if problem is not None:
                 raise Untrusted(position, problem)
             record = known
@@ -133,11 +141,9 @@ class Verifier:
     def _directory(self, entry: Entry) -> None:
         body = entry.statement.body
         if entry.statement.kind == "key.bound":
+            public, unusable = bound_public_key(body["public_key"])
             self.keys[body["kid"]] = KeyRecord(
-                body["kid"],
-                body["person"],
-                public_key_from_b64(body["public_key"]),
-                entry.recorded_at,
+                body["kid"], body["person"], public, entry.recorded_at, unusable=unusable
             )
         elif entry.statement.kind == "key.revoked" and body["kid"] in self.keys:
             record = self.keys[body["kid"]]

@@ -391,5 +391,5 @@ async def _fetch(request: Awaitable[T], url: str) -> T:
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         problem = str(exc) or type(exc).__name__
         raise NotVerifiable("unreachable", f"cannot read {url}: {problem}") from None
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise NotVerifiable("malformed", f"{url} does not answer as the API does: {exc}") from None

@@ -10,6 +10,9 @@ import orjson
 from ledger.errors import Malformed
 
 MAX_SAFE_INTEGER = 2**53 - 1
+# Objects and arrays nest at most this deep. No statement needs more, and an entry (two levels
+# around its statement's body) must still encode back: orjson stops at 255 levels.
+MAX_DEPTH = 64
 
 _OPTIONS = orjson.OPT_SORT_KEYS
 
@@ -57,7 +60,7 @@ def loads(data: bytes | memoryview | str) -> Any:
         raise Malformed(f"not valid JSON: {exc}") from None
 
 
-def _plain(value: Any) -> bool:
+def _plain(value: Any, depth: int = 0) -> bool:
     """Whether `_check` would pass `value`: the same rules, without building the paths that
     only an error needs."""
     kind = type(value)
@@ -66,16 +69,18 @@ def _plain(value: Any) -> bool:
     if kind is int:
         return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
     if kind is dict:
+        if depth == MAX_DEPTH:
+            return False
         for key, item in value.items():
-            if type(key) is not str or not key.isascii() or not _plain(item):
+            if type(key) is not str or not key.isascii() or not _plain(item, depth + 1):
                 return False
         return True
     if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)
+        return depth < MAX_DEPTH and all(_plain(item, depth + 1) for item in value)
     return isinstance(value, orjson.Fragment)
 
 
-def _check(value: Any, path: str) -> None:
+def _check(value: Any, path: str, depth: int = 0) -> None:
     # Type checks by exact class: subclasses (IntEnum, str subclasses) may encode differently.
     kind = type(value)
     if kind is str or kind is bool or value is None:
@@ -84,17 +89,19 @@ def _check(value: Any, path: str) -> None:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return
         raise Malformed(f"{path}: integer {value} is outside ±(2^53-1)")
+    if (kind is dict or kind is list or kind is tuple) and depth == MAX_DEPTH:
+        raise Malformed(f"{path}: objects and arrays nest at most {MAX_DEPTH} levels deep")
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise Malformed(f"{path}: object key {key!r} is not a string")
             if not key.isascii():
                 raise Malformed(f"{path}: object key {key!r} is not ASCII")
-            _check(item, f"{path}.{key}")
+            _check(item, f"{path}.{key}", depth + 1)
         return
     if kind is list or kind is tuple:
         for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
+            _check(item, f"{path}[{index}]", depth + 1)
         return
     if kind is float:
         raise Malformed(f"{path}: number {value!r} is not an integer; floats are not allowed")

@@ -12,7 +12,13 @@ import msgspec
 from ledger.clock import normalise
 from ledger.entry import Entry
 from ledger.errors import KeyRevoked, Malformed, NotPermitted, UnknownKey
-from ledger.keys import Ed25519PublicKey, kid, public_key_b64, public_key_from_b64
+from ledger.keys import (
+    Ed25519PublicKey,
+    bound_public_key,
+    kid,
+    public_key_b64,
+    public_key_from_b64,
+)
 from ledger.statement import Kid, Statement, Text, Timestamp, Uuid
 from ledger.statement import parse_body as statement_body
 from ledger.stream import Stream
@@ -89,6 +95,7 @@ class KeyRecord:
     revoked_at: str | None = None
     compromised_since: str | None = None
     reason: str | None = None
+    unusable: str | None = None  # why nothing verifies under the key (see `bound_public_key`)
 
     def problem_at(self, recorded_at: str) -> str | None:
         """Why this key cannot vouch for an entry recorded at `recorded_at`, or None if it can."""
@@ -151,8 +158,9 @@ class Directory(Stream):
                 self.authority = body.person
         elif isinstance(body, KeyBound):
             owner = self._registered(body.person)
+            public, unusable = bound_public_key(body.public_key)
             self.keys[body.kid] = KeyRecord(
-                body.kid, body.person, public_key_from_b64(body.public_key), entry.recorded_at
+                body.kid, body.person, public, entry.recorded_at, unusable=unusable
             )
             owner.keys.append(body.kid)
             if entry.seq == 2:
@@ -177,6 +185,8 @@ class Directory(Stream):
             raise UnknownKey(f"key {statement.kid} is not bound to anyone in the directory")
         if record.person != statement.by:
             raise UnknownKey(f"key {statement.kid} is not bound to person {statement.by}")
+        if record.unusable is not None:
+            raise UnknownKey(f"key {statement.kid} is {record.unusable}")
         return record
 
     def key_problem(self, key_id: str, by: str, recorded_at: str) -> str | None:
@@ -184,6 +194,8 @@ class Directory(Stream):
         record = self.keys.get(key_id)
         if record is None or record.person != by:
             return f"key {key_id} is not bound to the author {by}"
+        if record.unusable is not None:
+            return f"key {key_id} is {record.unusable}"
         if key_id == self.authority_kid:
             return None  # the root of trust: valid from the directory's first entry
         return record.problem_at(recorded_at)

@@ -473,7 +473,7 @@ class Ledger(Application[UUID]):
         else:
             problem = directory.key_problem(statement.kid, statement.by, entry.recorded_at)
             record = directory.keys.get(statement.kid)
-            if record is None or record.person != statement.by:
+            if record is None or record.person != statement.by or record.unusable is not None:
                 return problem
             public = record.public
         if not entry.signature_valid(public):

@@ -110,7 +110,7 @@ def decode(data: bytes, kind: type[T], what: str) -> T:
     """Decode JSON into a msgspec type, any failure becoming `Malformed` naming `what`."""
     try:
         return msgspec.json.decode(data, type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
         raise Malformed(f"{what}: {exc}") from None
 
 

@@ -52,7 +52,13 @@ from ledger.clock import parse_timestamp
 from ledger.directory import Directory, KeyRecord, Person
 from ledger.entry import GENESIS_PREV, Entry, in_fixed_format, read_entry, statement_slice
 from ledger.errors import IntegrityViolation, LedgerError
-from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64, verify
+from ledger.keys import (
+    Ed25519PublicKey,
+    bound_public_key,
+    public_key_b64,
+    public_key_from_b64,
+    verify,
+)
 from ledger.ledger import Ledger
 from ledger.log import Log
 from ledger.statement import Header, Statement, signing_input
@@ -691,15 +697,10 @@ def _unpack(
     directory = Directory(UUID(key))
     directory.version, directory.head, directory.recorded_at = head
     directory.persons = persons
-    for kid, person, public, bound_at, revoked_at, compromised_since, reason in keys:
+    for kid, person, text, bound_at, revoked_at, compromised_since, reason in keys:
+        public, unusable = bound_public_key(text)
         directory.keys[kid] = KeyRecord(
-            kid,
-            person,
-            public_key_from_b64(public),
-            bound_at,
-            revoked_at,
-            compromised_since,
-            reason,
+            kid, person, public, bound_at, revoked_at, compromised_since, reason, unusable
         )
     directory.authority, directory.authority_kid = authority, authority_kid
     return directory
@@ -813,7 +814,7 @@ def _key(
         return authority, None
     problem = directory.key_problem(statement.kid, statement.by, entry.recorded_at)
     record = directory.keys.get(statement.kid)
-    if record is None or record.person != statement.by:
+    if record is None or record.person != statement.by or record.unusable is not None:
         return None, problem
     return record.public, problem
 
@@ -843,7 +844,9 @@ def read(data: bytes) -> Entry:
 
 
 def _read_sooner(data: bytes) -> Entry | None:
-    if _CHECKS is None:
+    # Nesting no deeper than this is certain to encode back (`read_entry` writes the whole
+    # entry, here only the body is written).
+    if _CHECKS is None or data.count(b"{") + data.count(b"[") > _SHALLOW:
         return None
     try:
         stored = _decode_stored(data)
@@ -890,6 +893,7 @@ class _Stored(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _decode_stored = msgspec.json.Decoder(_Stored).decode
+_SHALLOW = 200  # brackets in an entry, at most: orjson writes back 255 levels of nesting
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 Check = tuple[int | None, int | None, re.Pattern[str] | None]  # length bounds, pattern
 

@@ -38,10 +38,11 @@ from api.tokens import Scope, issue
 from domain.worked_case import CAST, SCHOOL, Played, birth_date, play
 from ledger import keys
 from ledger.canonical import canonical
+from ledger.encoding import b64url
 from ledger.entry import read_entry
 from ledger.ledger import Receipt
 from ledger.log import Log, SealedEntry, Sealer
-from ledger.statement import parse_submission
+from ledger.statement import parse_submission, signing_input
 from tests.api.conftest import ORIGIN, Served, serve_in_thread
 
 BATCH = "application/cloudevents-batch+json"
@@ -798,6 +799,72 @@ def test_the_verifier_refuses_a_replayed_event_and_a_directory_entry_not_by_the_
     _rehash(forged)
     with pytest.raises(Untrusted):
         verifier.check(forged, scoped=True)
+
+
+IDENTITY = bytes([1]) + bytes(31)  # the identity point, as a public key
+FORGED = bytes.fromhex("58" + "66" * 31) + (1).to_bytes(32, "little")  # R = B, S = 1
+
+
+def _authority_signed(served: Served, event: dict[str, Any], body: dict[str, Any]) -> None:
+    """Give a directory event another body, signed again by the authority."""
+    statement = {**event["data"]["statement"], "body": body}
+    signature = served.authority.key.sign(signing_input(canonical(statement)))
+    event["data"] = {**event["data"], "statement": statement, "sig": b64url(signature)}
+    _rehash(event)
+
+
+def test_the_verifier_keeps_a_small_order_key_bound_but_trusts_nothing_signed_under_it(
+    served: Served,
+) -> None:
+    """A binding of the identity point, signed by the authority (as a ledger that took any 32
+    bytes as a key could hold), and the one signature that verifies under it for every message
+    wherever small-order keys are let through."""
+    service = served_service(served)
+    served.play_worked_case()
+    walter = served.person("Walter")
+    sealed(served)
+    batch = orjson.loads(asyncio.run(get(served.url, "/v1/events?limit=10000", service)).body)
+    bound = batch[-1]
+    assert bound["data"]["statement"]["kind"] == "key.bound"
+    weak = keys.kid(IDENTITY)
+    _authority_signed(
+        served, bound, {"person": walter.person, "kid": weak, "public_key": b64url(IDENTITY)}
+    )
+    # A case entry, now Walter's in a stream of its own, signed with the forgery.
+    case_event = next(e for e in reversed(batch) if e["subject"] != directory(served))
+    forged = orjson.loads(orjson.dumps(case_event))
+    stream = str(uuid.uuid4())
+    forged["subject"] = stream
+    forged["sequence"] = str(int(bound["sequence"]) + 1)
+    forged["data"]["statement"].update(stream=stream, by=walter.person, kid=weak)
+    forged["data"].update(seq=1, prev="0" * 64, sig=b64url(FORGED))
+    _rehash(forged)
+    verifier = fresh_verifier(served)
+    for event in batch:
+        verifier.check(event, scoped=False)
+    assert verifier.keys[weak].unusable is not None
+
+    with pytest.raises(Untrusted) as refused:
+        verifier.check(forged, scoped=False)
+    assert f"key {weak} is not a usable Ed25519 public key" in refused.value.problem
+
+
+def test_the_verifier_refuses_a_directory_entry_whose_key_is_not_32_bytes(served: Served) -> None:
+    service = served_service(served)
+    walter = served.person("Walter")
+    sealed(served)
+    batch = orjson.loads(asyncio.run(get(served.url, "/v1/events?limit=10000", service)).body)
+    bound = batch[-1]
+    assert bound["data"]["statement"]["kind"] == "key.bound"
+    body = {"person": walter.person, "kid": "k" * 43, "public_key": b64url(bytes(31))}
+    _authority_signed(served, bound, body)
+    verifier = fresh_verifier(served)
+    for event in batch[:-1]:
+        verifier.check(event, scoped=False)
+
+    with pytest.raises(Untrusted) as refused:
+        verifier.check(bound, scoped=False)
+    assert "body does not parse" in refused.value.problem
 
 
 def test_the_verifier_refuses_an_author_key_it_has_not_seen_bound(served: Served) -> None:

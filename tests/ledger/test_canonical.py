@@ -13,7 +13,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.canonical import MAX_SAFE_INTEGER, canonical, loads
+from ledger.canonical import MAX_DEPTH, MAX_SAFE_INTEGER, canonical, loads
 from ledger.errors import Malformed
 
 # Characters that JSON encoders are known to disagree on, or that exercise every escaping path:
@@ -209,6 +209,22 @@ def test_the_error_names_where_in_the_document_the_problem_is() -> None:
     with pytest.raises(Malformed) as excinfo:
         canonical({"a": [0, {"b": 1.5}]})
     assert "$.a[1].b" in str(excinfo.value)
+
+
+def _nested(levels: int, inner: Any = 0) -> Any:
+    value = inner
+    for level in range(levels):
+        value = [value] if level % 2 else {"a": value}
+    return value
+
+
+def test_objects_and_arrays_nest_at_most_max_depth_levels() -> None:
+    assert canonical(_nested(MAX_DEPTH)) == orjson.dumps(_nested(MAX_DEPTH))
+    for levels in (MAX_DEPTH + 1, 300, 2000):
+        with pytest.raises(Malformed, match=f"nest at most {MAX_DEPTH} levels"):
+            canonical(_nested(levels))
+    with pytest.raises(Malformed, match=f"nest at most {MAX_DEPTH} levels"):
+        canonical(_nested(MAX_DEPTH, inner=[]))  # an empty array counts as a level
 
 
 def test_the_largest_safe_integers_are_accepted() -> None:

@@ -241,6 +241,9 @@ def _fields(**changes: Any) -> bytes:
         pytest.param(b"null", id="null"),
         pytest.param(b"", id="empty"),
         pytest.param(_GOOD[:-1], id="truncated"),
+        # Nested past what orjson writes back (255 levels), or past what it reads (1,024).
+        pytest.param(_GOOD[:-1] + b',"x":' + b"[" * 260 + b"]" * 260 + b"}", id="nested-260"),
+        pytest.param(_GOOD[:-1] + b',"x":' + b"[" * 2000 + b"]" * 2000 + b"}", id="nested-2000"),
     ],
 )
 def test_read_entry_refuses_anything_but_an_exact_canonical_entry(data: bytes) -> None:

@@ -320,6 +320,28 @@ def test_a_weak_key_in_a_public_key_file_is_refused(tmp_path: Path) -> None:
         keys.load_public_key(path)
 
 
+def test_a_weak_key_in_a_pem_public_key_file_is_refused(tmp_path: Path) -> None:
+    identity = Ed25519PublicKey.from_public_bytes(_WEAK_PUBLIC["identity"])
+    path = tmp_path / "weak.pem"
+    path.write_bytes(
+        identity.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    with pytest.raises(KeyFileError, match="small-order"):
+        keys.load_public_key(path)
+
+
+def test_a_bound_weak_key_is_read_with_the_reason_nothing_verifies_under_it() -> None:
+    key = keys.generate()
+    assert keys.bound_public_key(keys.public_key_b64(key))[1] is None
+    public, unusable = keys.bound_public_key(b64url(_WEAK_PUBLIC["identity"]))
+    assert keys.raw_public_key(public) == _WEAK_PUBLIC["identity"]
+    assert unusable is not None and "small-order" in unusable
+    with pytest.raises(Malformed):
+        keys.bound_public_key(b64url(bytes(31)))
+
+
 def test_no_signature_verifies_under_the_identity_point() -> None:
     # R the base point and S = 1 satisfy [S]B = R + [k]A for every message when A is the
     # identity: a universal forgery, which OpenSSL's verify lets through.

@@ -12,10 +12,14 @@ import pytest
 
 from ledger import keys
 from ledger.author import Author
+from ledger.authority import Authority
+from ledger.canonical import MAX_DEPTH, canonical
 from ledger.encoding import b64url
+from ledger.entry import make_entry
 from ledger.errors import IntegrityViolation, LedgerError
-from ledger.statement import MAX_SUBMISSION_BYTES
-from tests.conftest import ORIGIN, World, fingerprint
+from ledger.statement import MAX_SUBMISSION_BYTES, signing_input
+from ledger.verify import entry_problem
+from tests.conftest import ORIGIN, World, fingerprint, tamper
 
 RECORDED_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -126,6 +130,21 @@ def float_in_body(world: World) -> bytes:
     envelope = orjson.loads(grace.submission(new_stream(), "note.made", {"n": 1}))
     envelope["statement"]["body"]["n"] = 1.5
     return orjson.dumps(envelope)
+
+
+def nested(levels: int) -> Case:
+    """A statement whose body nests `levels` deep, written out by hand (canonical() would not)."""
+
+    def make(world: World) -> bytes:
+        grace = world.person("Grace")
+        statement = grace.statement(new_stream(), "note.made", {"x": "placeholder"})
+        deep = b'{"x":' + b"[" * levels + b"]" * levels + b"}"
+        text = orjson.dumps(statement, option=orjson.OPT_SORT_KEYS)
+        text = text.replace(b'{"x":"placeholder"}', deep)
+        return b'{"sig":"' + b"A" * 86 + b'","statement":' + text + b"}"
+
+    make.__name__ = f"nested_{levels}_levels"
+    return make
 
 
 def named_stream_id(world: World) -> bytes:
@@ -248,6 +267,9 @@ REJECTIONS: list[tuple[Case, str]] = [
     (directory_kind_in_a_case, "not_permitted"),
     (key_bound_twice, "not_permitted"),
     (small_order_key_bound, "malformed"),
+    (nested(MAX_DEPTH), "malformed"),  # inside the statement and its body: 66 levels
+    (nested(252), "malformed"),  # would be stored, and then no entry reader could write it back
+    (nested(5000), "malformed"),  # deeper than the parsers recurse
 ]
 
 
@@ -324,3 +346,62 @@ def test_the_whole_directory_checks_out(world: World) -> None:
     world.person("Grace")
     world.person("Daniel")
     assert world.reopen().check_stream(world.ledger.directory_id) == 2 + 2 * 2
+
+
+# -- a key no signature verifies under ---------------------------------------------------------
+
+IDENTITY = bytes([1]) + bytes(31)  # the identity point, as a public key
+# R the base point and S = 1: under the identity point, a signature of every message wherever
+# small-order keys are let through (OpenSSL's verify does).
+FORGED = bytes.fromhex("58" + "66" * 31) + (1).to_bytes(32, "little")
+
+
+def plant_identity_binding(world: World) -> tuple[str, str]:
+    """Register Walter and bind him a key, then overwrite that binding in the store with one of
+    the identity point, signed by the authority: what a ledger that took any 32 bytes as a key
+    would hold. Returns Walter's person id and the planted kid."""
+    walter = world.authority.register("Walter", "adult")
+    world.authority.bind(walter, keys.generate().public_key())
+    directory = world.ledger.directory_id
+    binding = world.ledger.entry(directory, world.ledger.directory().version)
+    statement = orjson.loads(binding.statement_bytes)
+    statement["body"].update(kid=keys.kid(IDENTITY), public_key=b64url(IDENTITY))
+    statement_bytes = canonical(statement)
+    sig = b64url(world.authority_key.sign(signing_input(statement_bytes)))
+    planted = make_entry(statement_bytes, sig, binding.seq, binding.prev, binding.recorded_at)
+    tamper(world.ledger.store.url, directory, binding.seq, planted.data)
+    return walter, keys.kid(IDENTITY)
+
+
+def test_a_stored_binding_of_a_small_order_key_is_kept_but_nothing_verifies_under_it(
+    world: World,
+) -> None:
+    grace = world.person("Grace")
+    walter, weak = plant_identity_binding(world)
+    ledger = world.reopen()
+
+    record = ledger.directory().keys[weak]
+    assert record.person == walter
+    assert record.unusable is not None and "small-order" in record.unusable
+    # The rest of the ledger works as before.
+    ledger.submit(grace.submission(new_stream(), "note.made", {"text": "still here"}))
+
+    impostor = Author(ORIGIN, walter, keys.generate())
+    statement = impostor.statement(new_stream(), "note.made", {"text": "forged"})
+    statement["kid"] = weak
+    forged = orjson.dumps({"statement": statement, "sig": b64url(FORGED)})
+    before = fingerprint(ledger)
+    with pytest.raises(LedgerError) as refused:
+        ledger.submit(forged)
+    assert refused.value.code == "unknown_key"
+    assert f"key {weak} is not a usable Ed25519 public key" in refused.value.detail
+    assert fingerprint(ledger) == before
+
+    entry = make_entry(
+        canonical(statement), b64url(FORGED), 1, "0" * 64, "2026-01-30T10:00:00.000Z"
+    )
+    problem = entry_problem(entry, ledger.directory(), world.authority_key.public_key())
+    assert problem == f"key {weak} is {record.unusable}"
+
+    Authority(ledger, world.authority_key).revoke(weak, "not a usable key")
+    assert ledger.directory().keys[weak].revoked_at is not None
