@@ -84,6 +84,9 @@ def parse_body(statement: Statement) -> Any:
     return statement_body(statement, BODIES, "directory")
 
 
+ALTERED = "the signature does not verify: the entry was altered"
+
+
 @dataclass
 class KeyRecord:
     """A bound key and the window in which it was valid."""
@@ -188,6 +191,37 @@ class Directory(Stream):
         if record.unusable is not None:
             raise UnknownKey(f"key {statement.kid} is {record.unusable}")
         return record
+
+    def signer(
+        self, entry: Entry, authority: Ed25519PublicKey, authority_kid: str | None
+    ) -> tuple[Ed25519PublicKey | None, str | None]:
+        """The key to check a stored entry's signature with (None: there is none to check it
+        with), and what else is wrong with the key, if anything. Directory entries are signed
+        with `authority`, whose kid is `authority_kid`; others with their author's key, valid
+        when the entry was recorded."""
+        statement = entry.statement
+        # A statement's stream is a lowercase hyphenated UUID: equal strings, equal UUIDs.
+        if statement.stream == self.key:
+            if statement.kid != authority_kid:
+                return (
+                    None,
+                    f"directory entries are signed with the authority key, not {statement.kid}",
+                )
+            return authority, None
+        problem = self.key_problem(statement.kid, statement.by, entry.recorded_at)
+        record = self.keys.get(statement.kid)
+        if record is None or record.person != statement.by or record.unusable is not None:
+            return None, problem
+        return record.public, problem
+
+    def entry_problem(
+        self, entry: Entry, authority: Ed25519PublicKey, authority_kid: str | None
+    ) -> str | None:
+        """What is wrong with a stored entry's signature or key (see `signer`), if anything."""
+        public, problem = self.signer(entry, authority, authority_kid)
+        if public is not None and not entry.signature_valid(public):
+            return ALTERED
+        return problem
 
     def key_problem(self, key_id: str, by: str, recorded_at: str) -> str | None:
         """Why `key_id` cannot vouch for `by`'s entry recorded then, or None when it can."""

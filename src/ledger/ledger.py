@@ -459,26 +459,11 @@ class Ledger(Application[UUID]):
         state: Stream = cls(stream_id)
         for entry in self.entries(stream_id):
             fold(state, (entry,))
-            problem = self._signature_problem(entry, directory or cast(Directory, state))
+            signed = directory or cast(Directory, state)
+            problem = signed.entry_problem(entry, self.authority_key, self.authority_kid)
             if problem is not None:
                 raise IntegrityViolation(str(stream_id), entry.seq, problem)
         return state.version
-
-    def _signature_problem(self, entry: Entry, directory: Directory) -> str | None:
-        statement = entry.statement
-        if UUID(statement.stream) == self.directory_id:
-            if statement.kid != self.authority_kid:
-                return f"directory entries are signed with the authority key, not {statement.kid}"
-            public, problem = self.authority_key, None
-        else:
-            problem = directory.key_problem(statement.kid, statement.by, entry.recorded_at)
-            record = directory.keys.get(statement.kid)
-            if record is None or record.person != statement.by or record.unusable is not None:
-                return problem
-            public = record.public
-        if not entry.signature_valid(public):
-            return "the signature does not verify: the entry was altered"
-        return problem
 
 
 def _next_entry(submission: Submission, stream: Stream, recorded_at: str) -> Entry:

@@ -49,7 +49,7 @@ from ledger import merkle
 from ledger.canonical import MAX_SAFE_INTEGER
 from ledger.checkpoint import Checkpoint, CheckpointInvalid
 from ledger.clock import parse_timestamp
-from ledger.directory import Directory, KeyRecord, Person
+from ledger.directory import ALTERED, Directory, KeyRecord, Person
 from ledger.entry import GENESIS_PREV, Entry, in_fixed_format, read_entry, statement_slice
 from ledger.errors import IntegrityViolation, LedgerError
 from ledger.keys import (
@@ -324,16 +324,8 @@ def check_entry(data: bytes, directory: Directory, authority: Ed25519PublicKey) 
     except LedgerError as exc:
         return ("", 0, "", "", f"the entry does not parse: {exc.detail}")
     statement = entry.statement
-    problem = entry_problem(entry, directory, authority)
+    problem = directory.entry_problem(entry, authority, directory.authority_kid)
     return (statement.stream, entry.seq, entry.prev, entry.recorded_at, problem)
-
-
-def entry_problem(entry: Entry, directory: Directory, authority: Ed25519PublicKey) -> str | None:
-    """What is wrong with a parsed entry's signature or key, if anything."""
-    public, problem = _key(entry, directory, authority)
-    if public is not None and not entry.signature_valid(public):
-        return "the signature does not verify: the entry was altered"
-    return problem
 
 
 def fail(position: int | None, stream: str, seq: int, problem: str) -> NoReturn:
@@ -791,32 +783,14 @@ def _problems(
     problems: list[str | None] = []
     checks: list[tuple[int, Ed25519PublicKey, str, bytes]] = []
     for index, entry in enumerate(entries):
-        public, problem = _key(entry, directory, authority)
+        public, problem = directory.signer(entry, authority, directory.authority_kid)
         problems.append(problem)
         if public is not None:
             checks.append((index, public, entry.sig, signing_input(entry.statement_bytes)))
     for index, public, signature, message in checks:
         if not verify(public, signature, message):
-            problems[index] = "the signature does not verify: the entry was altered"
+            problems[index] = ALTERED
     return problems
-
-
-def _key(
-    entry: Entry, directory: Directory, authority: Ed25519PublicKey
-) -> tuple[Ed25519PublicKey | None, str | None]:
-    """The key to check the entry's signature with (None: there is none to check it with),
-    and what else is wrong with the key, if anything."""
-    statement = entry.statement
-    # A statement's stream is a lowercase hyphenated UUID: equal strings, equal UUIDs.
-    if statement.stream == directory.key:
-        if statement.kid != directory.authority_kid:
-            return None, "directory entries are signed with the authority key"
-        return authority, None
-    problem = directory.key_problem(statement.kid, statement.by, entry.recorded_at)
-    record = directory.keys.get(statement.kid)
-    if record is None or record.person != statement.by or record.unusable is not None:
-        return None, problem
-    return record.public, problem
 
 
 # -- reading a statement ------------------------------------------------------------------------

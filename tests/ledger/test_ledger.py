@@ -18,7 +18,6 @@ from ledger.encoding import b64url
 from ledger.entry import make_entry
 from ledger.errors import IntegrityViolation, LedgerError
 from ledger.statement import MAX_SUBMISSION_BYTES, signing_input
-from ledger.verify import entry_problem
 from tests.conftest import ORIGIN, World, fingerprint, tamper
 
 RECORDED_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -400,7 +399,8 @@ def test_a_stored_binding_of_a_small_order_key_is_kept_but_nothing_verifies_unde
     entry = make_entry(
         canonical(statement), b64url(FORGED), 1, "0" * 64, "2026-01-30T10:00:00.000Z"
     )
-    problem = entry_problem(entry, ledger.directory(), world.authority_key.public_key())
+    authority = world.authority_key.public_key()
+    problem = ledger.directory().entry_problem(entry, authority, keys.kid(authority))
     assert problem == f"key {weak} is {record.unusable}"
 
     Authority(ledger, world.authority_key).revoke(weak, "not a usable key")
