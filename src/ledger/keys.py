@@ -74,11 +74,11 @@ def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 
 
 def public_key_from_b64(text: str) -> Ed25519PublicKey:
-    """Parse a wire-format public key."""
-    raw = from_b64url(text)
-    if len(raw) != 32:
-        raise Malformed("an Ed25519 public key is 32 bytes")
-    return _usable(raw)
+    """Parse a wire-format public key, a point of the prime-order group (see `bound_public_key`)."""
+    public, unusable = bound_public_key(text)
+    if unusable is not None:
+        raise Malformed(unusable)
+    return public
 
 
 def bound_public_key(text: str) -> tuple[Ed25519PublicKey, str | None]:
