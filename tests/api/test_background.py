@@ -46,7 +46,11 @@ def test_the_followers_process_ends_when_the_server_is_killed(
 
     process.kill()  # SIGKILL: the server runs no code of its own on the way out
 
-    assert until(lambda: not running(follower)), f"process {follower} outlived its server"
+    try:
+        assert until(lambda: not running(follower)), f"process {follower} outlived its server"
+    finally:
+        if running(follower):  # it ignores SIGTERM: leave nothing behind
+            os.kill(follower, signal.SIGKILL)
 
 
 def test_a_followers_process_that_dies_is_started_again_and_the_server_goes_on(
