@@ -50,6 +50,7 @@ def fields(entry: Entry) -> tuple[Any, ...]:
     encoded; as a `Header`, its fields are the same.)"""
     assert isinstance(entry.header, Header)
     header = msgspec.structs.asdict(entry.header)
+    header["body"] = bytes(header["body"])  # a `msgspec.Raw`, whose repr is its address
     return (
         *msgspec.structs.astuple(entry),
         type(entry.statement),
