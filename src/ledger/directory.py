@@ -84,9 +84,6 @@ def parse_body(statement: Statement) -> Any:
     return statement_body(statement, BODIES, "directory")
 
 
-ALTERED = "the signature does not verify: the entry was altered"
-
-
 @dataclass
 class KeyRecord:
     """A bound key and the window in which it was valid."""
@@ -220,7 +217,7 @@ class Directory(Stream):
         """What is wrong with a stored entry's signature or key (see `signer`), if anything."""
         public, problem = self.signer(entry, authority, authority_kid)
         if public is not None and not entry.signature_valid(public):
-            return ALTERED
+            return "the signature does not verify: the entry was altered"
         return problem
 
     def key_problem(self, key_id: str, by: str, recorded_at: str) -> str | None:
