@@ -118,8 +118,6 @@ class Verifier:
             if known is None or known.person != statement.by:
                 raise Untrusted(position, f"key {statement.kid} is not bound to its author")
             problem = known.problem_at(entry.recorded_at)
-            if known.unusable is not None:
-                problem = f"key {statement.kid} is {known.unusable}"
             if problem is not None:
                 raise Untrusted(position, problem)
             record = known

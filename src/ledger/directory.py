@@ -99,6 +99,8 @@ class KeyRecord:
 
     def problem_at(self, recorded_at: str) -> str | None:
         """Why this key cannot vouch for an entry recorded at `recorded_at`, or None if it can."""
+        if self.unusable is not None:
+            return f"key {self.kid} is {self.unusable}"
         if recorded_at < self.bound_at:
             return f"key {self.kid} was not yet bound at {recorded_at}"
         if self.compromised_since is not None and recorded_at >= self.compromised_since:
@@ -225,9 +227,7 @@ class Directory(Stream):
         record = self.keys.get(key_id)
         if record is None or record.person != by:
             return f"key {key_id} is not bound to the author {by}"
-        if record.unusable is not None:
-            return f"key {key_id} is {record.unusable}"
-        if key_id == self.authority_kid:
+        if key_id == self.authority_kid and record.unusable is None:
             return None  # the root of trust: valid from the directory's first entry
         return record.problem_at(recorded_at)
 

@@ -52,12 +52,7 @@ from ledger.clock import parse_timestamp
 from ledger.directory import Directory, KeyRecord, Person
 from ledger.entry import GENESIS_PREV, Entry, in_fixed_format, read_entry, statement_slice
 from ledger.errors import IntegrityViolation, LedgerError
-from ledger.keys import (
-    Ed25519PublicKey,
-    bound_public_key,
-    public_key_b64,
-    public_key_from_b64,
-)
+from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64, raw_public_key
 from ledger.ledger import Ledger
 from ledger.log import Log
 from ledger.statement import Header, Statement
@@ -649,20 +644,21 @@ class _Worker:
 
 _WORKER: _Worker | None = None
 
-KeyRow = tuple[str, str, str, str, str | None, str | None, str | None]
+KeyRow = tuple[str, str, bytes, str, str | None, str | None, str | None, str | None]
 
 
 def _pack(directory: Directory) -> tuple[Any, ...]:
-    """The directory's state as it pickles (keys by their base64url bytes)."""
+    """The directory's state as it pickles (keys by their raw bytes)."""
     keys: list[KeyRow] = [
         (
             r.kid,
             r.person,
-            public_key_b64(r.public),
+            raw_public_key(r.public),
             r.bound_at,
             r.revoked_at,
             r.compromised_since,
             r.reason,
+            r.unusable,
         )
         for r in directory.keys.values()
     ]
@@ -688,8 +684,8 @@ def _unpack(
     directory = Directory(UUID(key))
     directory.version, directory.head, directory.recorded_at = head
     directory.persons = persons
-    for kid, person, text, bound_at, revoked_at, compromised_since, reason in keys:
-        public, unusable = bound_public_key(text)
+    for kid, person, raw, bound_at, revoked_at, compromised_since, reason, unusable in keys:
+        public = Ed25519PublicKey.from_public_bytes(raw)  # checked when the directory was read
         directory.keys[kid] = KeyRecord(
             kid, person, public, bound_at, revoked_at, compromised_since, reason, unusable
         )
