@@ -68,15 +68,15 @@ def _plain(value: Any, depth: int = 0) -> bool:
         return True
     if kind is int:
         return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    if (kind is dict or kind is list or kind is tuple) and depth == MAX_DEPTH:
+        return False
     if kind is dict:
-        if depth == MAX_DEPTH:
-            return False
         for key, item in value.items():
             if type(key) is not str or not key.isascii() or not _plain(item, depth + 1):
                 return False
         return True
     if kind is list or kind is tuple:
-        return depth < MAX_DEPTH and all(_plain(item, depth + 1) for item in value)
+        return all(_plain(item, depth + 1) for item in value)
     return isinstance(value, orjson.Fragment)
 
 

@@ -457,10 +457,10 @@ class Ledger(Application[UUID]):
         directory = self.directory() if stream_id != self.directory_id else None
         cls = Directory if directory is None else self.stream_class
         state: Stream = cls(stream_id)
+        keys = directory or cast(Directory, state)  # the directory checks its own entries
         for entry in self.entries(stream_id):
             fold(state, (entry,))
-            signed = directory or cast(Directory, state)
-            problem = signed.entry_problem(entry, self.authority_key, self.authority_kid)
+            problem = keys.entry_problem(entry, self.authority_key, self.authority_kid)
             if problem is not None:
                 raise IntegrityViolation(str(stream_id), entry.seq, problem)
         return state.version

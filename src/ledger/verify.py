@@ -799,7 +799,7 @@ def read(data: bytes) -> Entry:
     entry = _read_sooner(data)
     if entry is None:
         entry = read_entry(data)
-        entry.__dict__["statement"] = entry.statement  # raises `Malformed` naming the flaw
+        entry.statement  # noqa: B018 -- validated (and kept) now, or `Malformed` naming the flaw
     return entry
 
 

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -66,11 +66,12 @@ def test_a_followers_process_that_dies_is_started_again_and_the_server_goes_on(
         service = issue(record, authority.register("Events", "service"), Scope.SERVICE)
         member = issue(record, lead, Scope.MEMBER)
         entries = record.size()
-    first = followers_process(process.process.pid)
+    server_pid = process.process.pid
+    first = followers_process(server_pid)
 
     os.kill(first, signal.SIGKILL)
 
-    assert until(lambda: followers_process(process.process.pid, other_than=first) > 0)
+    assert followers_process(server_pid, other_than=first) > 0
     author = Identity(ORIGIN, lead, lead_key)
     case = str(uuid.uuid4())
     opened = author.sign(case, "case.opened", {"child": child, "title": "After", "lead": lead})
@@ -119,9 +120,8 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def until(condition: object) -> bool:
+def until(condition: Callable[[], bool]) -> bool:
     """Whether `condition()` holds within `WAIT` seconds."""
-    assert callable(condition)
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
         if condition():
