@@ -351,6 +351,16 @@ def test_no_signature_verifies_under_the_identity_point() -> None:
         assert not keys.verify_bytes(identity, forged, message)
 
 
+def test_cryptography_accepts_the_forgery_under_the_identity_point() -> None:
+    # Why signatures are not checked with `cryptography` (the README says so): its OpenSSL
+    # verify takes that one signature for every message. Should OpenSSL come to refuse it, this
+    # fails, and the README's sentence goes.
+    identity = Ed25519PublicKey.from_public_bytes(_WEAK_PUBLIC["identity"])
+    forged = _BASE_POINT + (1).to_bytes(32, "little")
+    for message in (b"", b"anything at all", bytes(300)):
+        identity.verify(forged, message)  # raises InvalidSignature if refused
+
+
 def test_a_signature_whose_scalar_is_not_reduced_does_not_verify() -> None:
     key = keys.generate()
     signature = key.sign(b"message")
