@@ -31,6 +31,7 @@ from api.metrics import Metrics
 from api.openapi import Param, Route, document
 from api.problems import ApiError, problems
 from api.tokens import Grant, Scope, authenticate
+from domain.named import named_people
 from domain.record import DecisionRecord
 from ledger import access as access_records
 from ledger import bundle
@@ -576,7 +577,9 @@ class _Handlers:
         service = self.service
         key = public_key_from_b64(service.ledger_key)
         case = UUID(allowed.case)
-        data = await service.read(bundle.export, service.record, service.log, case, key)
+        data = await service.read(
+            bundle.export, service.record, service.log, case, key, named_people
+        )
         return web.Response(body=data, content_type=JSON)
 
     # -- the event stream --------------------------------------------------------------------

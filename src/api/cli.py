@@ -22,6 +22,7 @@ from api.server import Running, running, serve
 from api.subscriber import Untrusted
 from api.tokens import Scope
 from api.verify import NotVerifiable, ledger_key_from, verify_file, verify_ledger, verify_url
+from domain.named import named_people
 from domain.record import DecisionRecord
 from ledger import access, bundle, keys
 from ledger import checkpoint as checkpoints
@@ -364,7 +365,9 @@ def _export(args: argparse.Namespace) -> int:
             sealer.catch_up()
             sealer.leadership.release()
         try:
-            data = bundle.export(record, sealer.log, UUID(args.case), sealer.key.public_key())
+            data = bundle.export(
+                record, sealer.log, UUID(args.case), sealer.key.public_key(), named_people
+            )
         finally:
             sealer.log.close()
     args.bundle.write_bytes(data)

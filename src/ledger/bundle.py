@@ -11,9 +11,11 @@ Format `accord.bundle.v1` (one JSON document)::
      "pending": <entries of the stream recorded after the checkpoint, not included>}
 
 `entries` is the stream from seq 1, complete up to the checkpoint. `directory` holds the
-directory's two opening entries (the authority and its key) and every entry that registers,
-binds, revokes or appoints a person or key the stream's entries use or name: other people in
-the directory are not disclosed. A bundle proves that what it holds is genuine, in the signed
+directory's two opening entries (the authority and its key) and, for each person the stream's
+entries name in a structured field (author, `for`, and whatever the caller's `names` reads from
+a body, never free text) and each key they are signed with: the person's registration, key
+bindings and appointments, and the revocation of any of those keys. Other people in the
+directory are not disclosed. A bundle proves that what it holds is genuine, in the signed
 log, and the case from its first entry without a gap; it cannot prove that nothing *after* its
 last entry, or no revocation of a key, was left out: that rests on the exporter (a full
 `accord verify` of the store, or the event stream, has no such limit).
@@ -22,7 +24,7 @@ last entry, or no revocation of a key, was left out: that rests on the exporter 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -40,6 +42,7 @@ from ledger.errors import LedgerError, Malformed
 from ledger.keys import Ed25519PublicKey, public_key_b64
 from ledger.ledger import Ledger
 from ledger.log import Log
+from ledger.statement import Header
 from ledger.verify import Failure, VerificationFailed, check_entry
 
 FORMAT = "accord.bundle.v1"
@@ -75,29 +78,42 @@ class BundleReport:
     pending: int
 
 
-def export(ledger: Ledger, log: Log, stream: UUID, ledger_key: Ed25519PublicKey) -> bytes:
-    """The evidence bundle of one stream, against the latest signed checkpoint."""
+Names = Callable[[Header], Iterable[str]]
+
+
+def export(
+    ledger: Ledger, log: Log, stream: UUID, ledger_key: Ed25519PublicKey, names: Names
+) -> bytes:
+    """The evidence bundle of one stream, against the latest signed checkpoint; `names` gives
+    the person ids a stored statement's body names in its structured fields."""
     latest = log.checkpoint()
     if latest is None:
         raise LedgerError("no checkpoint has been signed yet; is the server (sealer) running?")
     included: list[Any] = []
     pending = 0
-    named: set[str] = set()
+    people: set[str] = set()
+    kids: set[str] = set()
     for entry in ledger.entries(stream):
         position = log.position(entry.hash)
         if position is None or position >= latest.size:
             pending += 1
             continue
         included.append(_item(log, position, entry, latest.size))
-        statement = entry.statement
-        named.update(_strings(loads(entry.statement_bytes)))
-        named.add(statement.kid)
+        header = entry.header
+        people.add(header.by)
+        if header.on_behalf_of is not None:
+            people.add(header.on_behalf_of)
+        people.update(names(header))
+        kids.add(header.kid)
     if not included and pending == 0:
         raise LedgerError(f"stream {stream} has no entries")
     directory = []
     for entry in ledger.entries(ledger.directory_id):
         body = loads(entry.statement_bytes)["body"]
-        if entry.seq <= 2 or body.get("person") in named or body.get("kid") in named:
+        person, key_id = body.get("person"), body.get("kid")
+        if person in people and key_id is not None:
+            kids.add(key_id)  # a named person's key: its revocation, if any, comes later
+        if entry.seq <= 2 or person in people or key_id in kids:
             position = log.position(entry.hash)
             if position is not None and position < latest.size:
                 directory.append(_item(log, position, entry, latest.size))
@@ -166,16 +182,6 @@ def verify_bundle(
 def _item(log: Log, position: int, entry: Entry, size: int) -> dict[str, Any]:
     proof = [base64.b64encode(node).decode() for node in log.inclusion(position, size)]
     return {"position": position, "entry": orjson.Fragment(entry.data), "proof": proof}
-
-
-def _strings(value: Any) -> set[str]:
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        return {s for item in value.values() for s in _strings(item)}
-    if isinstance(value, list):
-        return {s for item in value for s in _strings(item)}
-    return set()
 
 
 def _proved(item: BundleEntry, signed: Checkpoint) -> tuple[int, Entry]:

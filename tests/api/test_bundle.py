@@ -28,6 +28,7 @@ from tests.api.test_cli import CLI
 from tests.api.test_verify import CASE_SIZE, Sealed, Templates, worked_case_templates
 
 UNRELATED = "Quentin Farrow-Unrelated"
+OTHER_CHILD = "Zara Another-Child"
 
 
 @dataclass
@@ -237,6 +238,39 @@ def test_a_bundle_does_not_disclose_people_unrelated_to_the_case(exported: Expor
     assert exported.unrelated_kid.encode() not in data
     for person in exported.sealed.worked.authors.values():
         assert person.person.encode() in data
+
+
+def test_a_person_quoted_in_free_text_is_not_disclosed_and_the_bundle_still_verifies(
+    exported: Exported, capsys: pytest.CaptureFixture[str], tmp_path: Path, offline: Offline
+) -> None:
+    sealed = exported.sealed
+    world, worked = sealed.world, sealed.worked
+    other = world.person(OTHER_CHILD, "child", born="2016-05-02")
+    daniel = worked.authors["daniel"]
+    # Free text holding nothing but the other child's id, then their key's id.
+    for quoted in (other.person, other.kid):
+        dissent = {"decision": worked.played.decision, "reasons": quoted}
+        sealed.record.submit(daniel.submission(str(sealed.case), "dissent.recorded", dissent))
+    # A named person's key revoked later: the bundle keeps the revocation, since the key
+    # signed entries it holds.
+    world.authority.revoke(daniel.kid, "Phone replaced")
+    sealed.seal()
+    again = tmp_path / "again.json"
+    CLI(sealed.home.path, sealed.url, capsys).ok("export", str(sealed.case), "--bundle", str(again))
+    data = again.read_bytes()
+
+    assert other.person.encode() in data  # the dissent, as written
+    directory = [item["entry"] for item in json.loads(data)["directory"]]
+    assert not any(OTHER_CHILD in canonical(entry).decode() for entry in directory)
+    assert not any(other.kid == entry["statement"]["body"].get("kid") for entry in directory)
+    assert not any(other.person == entry["statement"]["body"].get("person") for entry in directory)
+    assert b"2016-05-02" not in data
+    assert b"Phone replaced" in data
+    report = verify_file(data, exported.public_key)
+    assert report.entries == CASE_SIZE + 2
+    assert report.directory_entries == 17  # as before, and Daniel's key's revocation
+    code, _, err = offline(again, exported.ledger_key)
+    assert (code, err) == (0, "")
 
 
 # -- served to a reviewer ---------------------------------------------------------------------
