@@ -3,7 +3,8 @@ stdout, with the followers of the log (the sealer and the projection follower, w
 when they hold their locks) beside it.
 
 Access lines hold the method, the route template, the status and timings, never a header, a
-query string or a body, so no token or statement content reaches the logs.
+query string or a body, so no token or statement content reaches the logs; a request the HTTP
+parser refuses gets a line too (with no method or route), and nothing else is logged of it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aiohttp.web_response import StreamResponse
 from api.app import GRANT, Service, Settings, create_app
 from api.background import Background, ChildProcess, Threads
 from api.home import Home
+from api.refusals import REFUSED, Runner
 from ledger.log import Log
 from projections.database import Database
 from projections.follower import Follower
@@ -37,13 +39,17 @@ class JsonAccessLogger(AbstractAccessLogger):
     """One JSON object per answered request."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        match_info = request.match_info if isinstance(request, web.Request) else None
-        resource = match_info.route.resource if match_info is not None else None
+        refused = request.get(REFUSED, False)
+        # A refused request was never routed (its match_info would fail an assertion), and
+        # its method and path are the placeholders aiohttp gives an unparsed request.
+        resource = None
+        if isinstance(request, web.Request) and not refused:
+            resource = request.match_info.route.resource
         grant = request.get(GRANT)
         line = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "remote": request.remote,
-            "method": request.method,
+            "method": None if refused else request.method,
             "route": resource.canonical if resource is not None else None,
             "status": response.status,
             "ms": round(time * 1000, 3),
@@ -92,7 +98,7 @@ async def running(
         settings or Settings(),
         background,
     )
-    runner = web.AppRunner(
+    runner = Runner(
         create_app(service),
         keepalive_timeout=service.settings.idle_timeout,
         # After an early answer (413, 408) the unread rest of a body is drained this long at

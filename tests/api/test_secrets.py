@@ -5,9 +5,11 @@ revoked token; the store keeps only a digest of each token; the CLI shows a toke
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -22,14 +24,15 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from api.home import AUTHORITY_KEY, LEDGER_KEY
+from api.home import AUTHORITY_KEY, LEDGER_KEY, Home
 from api.server import ACCESS_LOGGER
-from api.tokens import Scope, revoke
+from api.tokens import Scope, issue, revoke
 from domain.worked_case import CAST, Played
 from ledger import access, keys
 from ledger.encoding import b64url
 from tests.api.conftest import Served
 from tests.api.test_cli import CLI
+from tests.api.test_events import Subprocess, accord, free_port
 
 NAMES = {person.handle: person.name for person in CAST}
 
@@ -387,3 +390,100 @@ def test_revoking_a_token_twice_is_refused_and_changes_nothing(scene: Scene, cli
     assert out == ""
     assert ident in err
     assert cli.ok("token", "list") == listed
+
+
+# -- requests the HTTP parser refuses --------------------------------------------------------
+
+
+def refused_requests(token: str) -> list[bytes]:
+    """Requests aiohttp's parser cannot read, each carrying the token or its secret."""
+    _, secret = split(token)
+    bearer = f"Authorization: Bearer {token}".encode()
+    head = b"GET /v1/access HTTP/1.1\r\nHost: clinic.example\r\n"
+    return [
+        head + bearer + b"\x7f\r\n\r\n",  # a DEL after the token
+        head + bearer + b"\x00\r\n\r\n",
+        head + bearer + b"\x1b[2J\r\n\r\n",  # a terminal escape
+        head + b"X-Note: " + secret.encode() + b"\x01\r\n" + bearer + b"\r\n\r\n",
+        head + bearer + b"A" * 9000 + b"\r\n\r\n",  # longer than a header may be
+        head + b"Authorization Bearer " + token.encode() + b"\r\n\r\n",  # no colon
+        head + b"Auth\x01orization: Bearer " + token.encode() + b"\r\n\r\n",  # a bad name
+        f"GET /v1/tokens/{secret} junk HTTP/1.1\r\n".encode() + bearer + b"\r\n\r\n",
+        f"G\x01T /v1/tokens/{secret} HTTP/1.1\r\n".encode() + bearer + b"\r\n\r\n",
+        f"GET /v1/tokens/{secret} HTTP/7.1\r\n".encode() + bearer + b"\r\n\r\n",
+        b"\x16\x03\x01\x02\x00" + token.encode() + b"\r\n\r\n",  # TLS sent to the HTTP port
+    ]
+
+
+def raw_exchange(url: str, data: bytes) -> bytes:
+    """Send `data` on a fresh connection and read the answer until the server closes it."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(data)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def assert_refused_quietly(answer: bytes, token: str) -> None:
+    """A 400 problem that quotes nothing of the request."""
+    _, secret = split(token)
+    assert secret.encode() not in answer
+    assert b"Bearer" not in answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer
+    assert b"Content-Type: application/problem+json" in head
+    assert orjson.loads(body)["code"] == "malformed"
+
+
+def test_a_request_the_parser_refuses_is_answered_and_logged_without_its_headers(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, aiohttp's included, at every level
+    token = served.token(served.person("Grace Okoye"), Scope.MEMBER)
+    _, secret = split(token)
+    sent = refused_requests(token)
+
+    for data in sent:
+        assert_refused_quietly(raw_exchange(served.url, data), token)
+
+    deadline = time.monotonic() + 10
+    while len(access := [r for r in caplog.records if r.name == ACCESS_LOGGER]) < len(sent):
+        assert time.monotonic() < deadline, f"{len(access)} access lines for {len(sent)}"
+        time.sleep(0.02)
+    lines = [orjson.loads(record.getMessage()) for record in access]
+    assert [(line["status"], line["problem"]) for line in lines] == [(400, "malformed")] * len(sent)
+    assert all(line["method"] is None and line["route"] is None for line in lines)
+    assert secret not in caplog.text
+    assert "Bearer" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_accord_serve_writes_no_header_value_to_stdout_or_stderr(tmp_path: Path) -> None:
+    home_path = tmp_path / "home"
+    accord("--home", str(home_path), "init", "--origin", "clinic.example/accord")
+    with Home.load(home_path).open_ledger() as record:
+        authority = record.directory().authority
+        assert authority is not None
+        token = issue(record, authority, Scope.ADMIN)
+    _, secret = split(token)
+    server = Subprocess(home_path, free_port(), tmp_path / "server.log")
+    server.start()
+    try:
+        asyncio.run(server.ready())
+        for data in refused_requests(token):
+            assert_refused_quietly(raw_exchange(server.url, data), token)
+        good = request(server.url, "/v1/access", f"Bearer {token}")
+        assert good.status == 200
+    finally:
+        server.stop()
+
+    output = server.log.read_text()
+    assert secret not in output
+    assert "Bearer" not in output
+    assert "Traceback" not in output
+    lines = [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]
+    refused = [line for line in lines if line["status"] == 400]
+    assert len(refused) == len(refused_requests(token))
+    assert {line["route"] for line in lines if line["status"] == 200} >= {"/v1/access"}
