@@ -608,7 +608,7 @@ class _Handlers:
         visibility = Visibility(
             grant.organisation, str(self.service.record.directory_id), self.service.projections
         )
-        return [i for i in items if visibility.allows(i)]
+        return visibility.view(items)
 
     def _scoped_upto(self, grant: Grant) -> int | None:
         """How far a scoped subscriber may read: no further than the projections know."""

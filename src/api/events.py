@@ -6,10 +6,11 @@ A service token without an organisation sees every event. One limited to an orga
 a case's events only while a sharing consent naming that organisation is in force (given, not
 withdrawn, not past its `until` date) and only of the statement families the consent lists;
 it also sees the consent statements themselves, so a case's first visible event says plainly
-that sharing began, and the withdrawal that ends it. Directory entries that bind or revoke keys
-(pseudonymous: a person id and a public key) are visible to every service, so subscribers can
-check signatures; who people are is not. Scoped delivery never runs ahead of the projections,
-so a withdrawal is always known before anything recorded after it could be sent.
+that sharing began, and the withdrawal that ends it. Of the directory it sees what checking
+signatures needs and nothing more: key bindings (a person id and a public key) as they are, and
+each revocation as a `accord.key.revocation` notice (`revocation`) that leaves out the reason
+a revocation states; who people are it never sees. Scoped delivery never runs ahead of the
+projections, so a withdrawal is always known before anything recorded after it could be sent.
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgspec
 import orjson
 
 from domain.bodies import SharingScope
+from ledger.clock import normalise
 from ledger.log import SealedEntry
 from projections.documents import Register
 from projections.queries import Projections
 
 BATCH = "application/cloudevents-batch+json"
+REVOCATION = "accord.key.revocation"
 _PUBLIC_DIRECTORY_KINDS = frozenset({"key.bound", "key.revoked"})
 
 
@@ -77,6 +80,25 @@ def event(origin: str, sealed: SealedEntry) -> Event:
     )
 
 
+def revocation(item: Event) -> Event:
+    """A key revocation as an organisation-scoped subscriber sees it: a CloudEvent of type
+    `accord.key.revocation` whose `data` is the key id, when it was revoked, since when it is
+    compromised (or null) and the entry's hash, not the signed entry with its free-text reason.
+
+    Its attributes are the entry's event's, so `entryhash` and `sequence` still name the entry
+    (whose inclusion `/v1/proof/inclusion` proves to whoever holds it)."""
+    since = item.body.get("compromised_since")
+    data = {
+        "kid": item.body["kid"],
+        "revoked_at": item.recorded_at,
+        "compromised_since": normalise(since) if isinstance(since, str) else None,
+        "entryhash": item.hash,
+    }
+    document = orjson.loads(item.cloudevent)
+    document.update(type=REVOCATION, data=data)
+    return replace(item, body=data, cloudevent=orjson.dumps(document))
+
+
 class Envelope(msgspec.Struct, frozen=True):
     """A CloudEvent as a verifier reads it: its position (`sequence`), the entry hash the log
     sealed (`entryhash`), and the entry exactly as it was sent (`data`, never re-encoded)."""
@@ -102,6 +124,17 @@ class Visibility:
     directory: str
     projections: Projections
     _windows: dict[str, tuple[list[_Window], set[str]]] = field(default_factory=dict)
+
+    def view(self, items: list[Event]) -> list[Event]:
+        """What this subscriber may see of `items`, as it may see it."""
+        if self.organisation is None:
+            return items
+        shown = []
+        for item in items:
+            if self.allows(item):
+                directory = item.stream == self.directory
+                shown.append(revocation(item) if directory and item.kind == "key.revoked" else item)
+        return shown
 
     def allows(self, item: Event) -> bool:
         if self.organisation is None:

@@ -4,7 +4,10 @@ back-off, and verify every event before handing it over.
 Each event's entry must hash to its `entryhash`, be signed by a key the subscriber has seen
 bound to its author (and not revoked at the time), or by the authority key for the directory;
 an unscoped subscriber also checks every stream's hash chain and that positions are
-consecutive (a scoped one sees only some events, so it checks that positions increase). The
+consecutive (a scoped one sees only some events, so it checks that positions increase). A
+scoped subscriber learns of key revocations from `accord.key.revocation` notices, which carry
+no signed entry: each is applied to the keys it knows (so nothing signed with the key from the
+revocation, or from when it was compromised, is accepted after it) and is not handed over. The
 position can be kept in a file, written atomically after each event, to resume from.
 """
 
@@ -22,6 +25,7 @@ import aiohttp
 import orjson
 
 from api.errors import error_from
+from api.events import REVOCATION
 from ledger.canonical import canonical
 from ledger.clock import normalise
 from ledger.directory import KeyRecord
@@ -61,10 +65,50 @@ class Verifier:
         self.position = after
         self.from_start = after < 0
 
+    def take(self, cloudevent: dict[str, Any], scoped: bool) -> Received | None:
+        """`check` an event; a revocation notice is applied to the keys instead (None)."""
+        if cloudevent.get("type") == REVOCATION:
+            self.revocation(cloudevent, scoped)
+            return None
+        return self.check(cloudevent, scoped)
+
+    def revocation(self, cloudevent: dict[str, Any], scoped: bool) -> None:
+        """Apply a scoped stream's revocation notice to the key it names. It has no signature
+        to check: it can only make the subscriber refuse more, never accept more."""
+        position = self._position(cloudevent, scoped)
+        if not scoped:
+            raise Untrusted(position, "a revocation notice on an unscoped stream")
+        if cloudevent.get("subject") != self.directory:
+            raise Untrusted(position, "a revocation notice about another stream than the directory")
+        problem = self._revoke(cloudevent)
+        if problem is not None:
+            raise Untrusted(position, f"the revocation notice {problem}")
+        self.position = position
+
+    def _revoke(self, cloudevent: dict[str, Any]) -> str | None:
+        """Revoke the key a notice names; what is wrong with the notice, if anything."""
+        data = cloudevent.get("data")
+        if not isinstance(data, dict) or data.get("entryhash") != cloudevent.get("entryhash"):
+            return "does not name its entry"
+        revoked_at, since = data.get("revoked_at"), data.get("compromised_since")
+        if not isinstance(revoked_at, str) or not isinstance(since, str | None):
+            return "does not say when"
+        key_id = data.get("kid")
+        record = self.keys.get(key_id) if isinstance(key_id, str) else None
+        if record is None or record.kid == self.authority_kid:
+            return f"revokes {key_id!r}, not a key bound to anyone it has seen"
+        record.revoked_at = min(record.revoked_at or revoked_at, revoked_at)
+        if since is not None:
+            record.compromised_since = normalise(since)
+        return None
+
     def prime(self, cloudevent: dict[str, Any]) -> None:
         """Learn from an event at or before the resume position, verified when it was first
-        received: keys from the directory (whose signatures are checked again, cheaply) and
-        each stream's chain head."""
+        received: keys from the directory (whose signatures are checked again, cheaply), the
+        revocations of a scoped stream's notices, and each stream's chain head."""
+        if cloudevent.get("type") == REVOCATION:
+            self._revoke(cloudevent)
+            return
         try:
             data = canonical(cloudevent["data"])
             entry = read_entry(data)
@@ -79,12 +123,8 @@ class Verifier:
         self.heads[statement.stream] = (entry.seq, sha256_hex(data))
 
     def check(self, cloudevent: dict[str, Any], scoped: bool) -> Received:
-        sequence = cloudevent.get("sequence")
-        if not (isinstance(sequence, str) and sequence.isascii() and sequence.isdigit()):
-            raise Untrusted(self.position + 1, f"sequence {sequence!r} is not a position")
-        position = int(sequence)
-        if position <= self.position or (not scoped and position != self.position + 1):
-            raise Untrusted(position, f"expected position {self.position + 1}")
+        """Verify an entry's event (see the module's docstring), or raise `Untrusted`."""
+        position = self._position(cloudevent, scoped)
         try:
             data = canonical(cloudevent["data"])
             entry = read_entry(data)
@@ -106,6 +146,15 @@ class Verifier:
                 ) from None
         self.position = position
         return Received(position, cloudevent, entry)
+
+    def _position(self, cloudevent: dict[str, Any], scoped: bool) -> int:
+        sequence = cloudevent.get("sequence")
+        if not (isinstance(sequence, str) and sequence.isascii() and sequence.isdigit()):
+            raise Untrusted(self.position + 1, f"sequence {sequence!r} is not a position")
+        position = int(sequence)
+        if position <= self.position or (not scoped and position != self.position + 1):
+            raise Untrusted(position, f"expected position {self.position + 1}")
+        return position
 
     def _signature(self, position: int, entry: Entry) -> None:
         statement = entry.statement
@@ -199,7 +248,8 @@ async def _catch_up(
             events = orjson.loads(await response.read())
             next_after = int(response.headers.get("Accord-Next-After", verifier.position))
         for cloudevent in events:
-            yield verifier.check(cloudevent, scoped)
+            if (received := verifier.take(cloudevent, scoped)) is not None:
+                yield received
         if scoped and next_after > verifier.position:
             verifier.position = next_after  # hidden events: nothing to check, move on
         if not events and next_after <= verifier.position:
@@ -250,7 +300,8 @@ async def _live(
             elif not line and data:
                 cloudevent = orjson.loads(b"\n".join(data))
                 data = []
-                yield verifier.check(cloudevent, scoped)
+                if (received := verifier.take(cloudevent, scoped)) is not None:
+                    yield received
     raise ConnectionError("the live stream ended")
 
 

@@ -256,6 +256,175 @@ def test_a_scoped_live_stream_shows_exactly_what_scoped_catch_up_shows(served: S
     assert [i for i, _ in stream.events] == [int(e["sequence"]) for e in scoped.events]
 
 
+REASON = "lost laptop at Ward 7 (mental health unit)"
+
+
+@dataclass
+class Revoked:
+    """`play_with_sharing`, then Sam's key revoked (compromised since his first shared entry,
+    for `REASON`) and a new key bound to him; the school's and an unscoped service's tokens."""
+
+    scenario: Scenario
+    log: list[SealedEntry]
+    school: str
+    service: str
+    revocation: SealedEntry
+    compromised_since: str
+    sam: Identity
+
+
+def revoke_sams_key(served: Served) -> Revoked:
+    scenario = play_with_sharing(served)
+    school = served.token(served.person("School events", "service"), Scope.SERVICE, SCHOOL)
+    service = served_service(served)
+    sam = served.person("Sam Reyes")
+    action = read_entry(
+        next(e for e in sealed(served) if e.hash == scenario.played.hash("action")).data
+    )
+    since = action.recorded_at[:19] + "Z"  # an `at`, at or before the action's recording
+    served.authority.revoke(sam.author.kid, REASON, compromised_since=since)
+    served.authority.bind(sam.person, keys.generate().public_key())
+    log = sealed(served)
+    revocation = next(
+        e
+        for e in log
+        if e.stream == directory(served) and read_entry(e.data).statement.kind == "key.revoked"
+    )
+    return Revoked(scenario, log, school, service, revocation, since[:-1] + ".000Z", sam)
+
+
+def who_people_are(served: Served) -> list[str]:
+    """Every name and birth date the directory holds, and the revocation's reason."""
+    people = served.record.directory().persons.values()
+    return [REASON, *(p.name for p in people), *(p.born for p in people if p.born is not None)]
+
+
+async def catch_up_bytes(url: str, token: str, last: int) -> bytes:
+    """Every byte of every catch-up page, paging through /v1/events up to position `last`."""
+    pages, after = [], -1
+    async with asyncio.timeout(10):
+        while after < last:
+            answer = await get(url, f"/v1/events?after={after}&limit=5", token)
+            pages.append(answer.body + str(answer.headers).encode())
+            following = int(answer.headers["Accord-Next-After"])
+            if following == after:
+                await asyncio.sleep(0.02)
+            after = following
+    return b"".join(pages)
+
+
+async def live_bytes(url: str, token: str, events: int) -> bytes:
+    """Every byte of the live stream from the start, until it has sent `events` events."""
+    received = b""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/v1/events/live?after=-1", headers=bearer(token)) as response,
+        asyncio.timeout(10),
+    ):
+        received += str(response.headers).encode()
+        async for raw in response.content:
+            received += raw
+            if received.count(b"\ndata: ") >= events:
+                return received
+    raise AssertionError("the live stream ended")
+
+
+def test_a_scoped_stream_shows_a_revocation_without_its_reason_names_or_births(
+    served: Served,
+) -> None:
+    revoked = revoke_sams_key(served)
+    last = len(revoked.log) - 1
+
+    scoped = asyncio.run(catch_up(served.url, revoked.school, last))
+    received = asyncio.run(catch_up_bytes(served.url, revoked.school, last))
+    received += asyncio.run(live_bytes(served.url, revoked.school, len(scoped.events)))
+
+    for secret in who_people_are(served):
+        assert secret.encode() not in received, secret
+    [notice] = [e for e in scoped.events if e["type"] == "accord.key.revocation"]
+    assert notice["data"] == {
+        "kid": revoked.sam.author.kid,
+        "revoked_at": read_entry(revoked.revocation.data).recorded_at,
+        "compromised_since": revoked.compromised_since,
+        "entryhash": revoked.revocation.hash,
+    }
+    assert notice["entryhash"] == revoked.revocation.hash
+    assert notice["sequence"] == str(revoked.revocation.position)
+    assert notice["subject"] == directory(served)
+    assert scoped.events[-1]["type"] == "accord.key.bound"  # the new key, as it is
+    assert not any(e["type"] == "accord.key.revoked" for e in scoped.events)
+
+
+def test_an_unscoped_stream_still_carries_the_signed_revocation(served: Served) -> None:
+    revoked = revoke_sams_key(served)
+
+    everything = asyncio.run(catch_up(served.url, revoked.service, len(revoked.log) - 1))
+
+    assert [e["entryhash"] for e in everything.events] == [e.hash for e in revoked.log]
+    [event] = [e for e in everything.events if e["type"] == "accord.key.revoked"]
+    assert canonical(event["data"]) == revoked.revocation.data
+    assert event["data"]["statement"]["body"]["reason"] == REASON
+
+
+def test_the_sdk_follows_a_scoped_stream_through_a_revocation_notice(served: Served) -> None:
+    revoked = revoke_sams_key(served)
+    events = asyncio.run(catch_up(served.url, revoked.school, len(revoked.log) - 1)).events
+    entries = [e for e in events if e["type"] != "accord.key.revocation"]
+
+    received = asyncio.run(subscribe(served.url, revoked.school, count=len(entries)))
+
+    assert [r.cloudevent["entryhash"] for r in received] == [e["entryhash"] for e in entries]
+
+
+def test_a_scoped_subscriber_refuses_what_a_revoked_key_signed_once_it_knows(
+    served: Served,
+) -> None:
+    revoked = revoke_sams_key(served)
+    events = asyncio.run(catch_up(served.url, revoked.school, len(revoked.log) - 1)).events
+    # Sam's shared action, recorded after his key was compromised, delivered again as if new.
+    action = next(e for e in events if e["entryhash"] == revoked.scenario.played.hash("action"))
+    again = {**action, "sequence": str(int(events[-1]["sequence"]) + 1)}
+    unaware = fresh_verifier(served)
+    for event in events:
+        if event["type"] != "accord.key.revocation":
+            unaware.take(event, scoped=True)
+    assert unaware.take(again, scoped=True) is not None  # without the notice it would pass
+
+    verifier = fresh_verifier(served)
+    taken = [verifier.take(event, scoped=True) for event in events]
+    assert taken.count(None) == 1  # the notice, applied and not handed over
+    with pytest.raises(Untrusted) as refused:
+        verifier.take(again, scoped=True)
+    assert f"was compromised from {revoked.compromised_since}" in refused.value.problem
+
+    resumed = Verifier(served.record.authority_key, directory(served), after=len(events))
+    for event in events:
+        resumed.prime(event)
+    resumed.position = int(events[-1]["sequence"])
+    with pytest.raises(Untrusted):
+        resumed.take(again, scoped=True)
+
+
+def test_the_verifier_refuses_a_revocation_notice_it_cannot_place(served: Served) -> None:
+    revoked = revoke_sams_key(served)
+    events = asyncio.run(catch_up(served.url, revoked.school, len(revoked.log) - 1)).events
+    index = next(i for i, e in enumerate(events) if e["type"] == "accord.key.revocation")
+    notice = events[index]
+    wrong = [
+        ({**notice, "subject": revoked.scenario.played.case}, True),
+        ({**notice, "data": {**notice["data"], "kid": "k" * 43}}, True),
+        ({**notice, "data": {**notice["data"], "entryhash": "0" * 64}}, True),
+        ({**notice, "data": {**notice["data"], "revoked_at": None}}, True),
+        (notice, False),  # an unscoped stream carries the signed entry instead
+    ]
+    for event, scoped in wrong:
+        verifier = fresh_verifier(served)
+        for earlier in events[:index]:
+            verifier.take(earlier, scoped=True)
+        with pytest.raises(Untrusted):
+            verifier.take(event, scoped)
+
+
 # -- live: /v1/events/live --------------------------------------------------------------------
 
 
