@@ -9,20 +9,20 @@ from __future__ import annotations
 from domain import bodies as b
 from ledger.statement import Header
 
+# The body fields that hold a person id (or a list of them). Every other id a body holds names
+# a thing of the case: a decision, proposal or action, or an entry by its hash.
+PEOPLE_FIELDS = ("child", "lead", "person", "required", "owner")
+
 
 def named_people(header: Header) -> list[str]:
     """The person ids a stored statement's body names in fields that name people (the
     header's author and `for` are the ledger's own to add)."""
-    return _people(b.read_body(header))
-
-
-def _people(body: b.Body) -> list[str]:
-    if isinstance(body, b.CaseOpened):
-        return [body.child, body.lead]
-    if isinstance(body, b.ParticipantJoined | b.ParticipantLeft | b.CapacityAssessed):
-        return [body.person]
-    if isinstance(body, b.DecisionOpened):
-        return list(body.required)
-    if isinstance(body, b.ActionAssigned):
-        return [body.owner]
-    return []
+    body = b.read_body(header)
+    named: list[str] = []
+    for name in PEOPLE_FIELDS:
+        value = getattr(body, name, None)
+        if isinstance(value, str):
+            named.append(value)
+        elif isinstance(value, list):
+            named.extend(value)
+    return named
