@@ -16,7 +16,9 @@ PEOPLE_FIELDS = ("child", "lead", "person", "required", "owner")
 
 def named_people(header: Header) -> list[str]:
     """The person ids a stored statement's body names in fields that name people (the
-    header's author and `for` are the ledger's own to add)."""
+    header's author and `for` are the ledger's own to add); none for a directory statement."""
+    if header.kind not in b.BODIES:
+        return []
     body = b.read_body(header)
     named: list[str] = []
     for name in PEOPLE_FIELDS:
