@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import aiohttp
 import orjson
@@ -27,12 +28,14 @@ import orjson
 from api.errors import error_from
 from api.events import REVOCATION
 from ledger.canonical import canonical
-from ledger.clock import normalise
+from ledger.clock import AT_PATTERN, normalise
 from ledger.directory import KeyRecord
 from ledger.encoding import sha256_hex
 from ledger.entry import GENESIS_PREV, Entry, read_entry
 from ledger.errors import LedgerError
 from ledger.keys import Ed25519PublicKey, bound_public_key, kid
+
+_AT = re.compile(AT_PATTERN)
 
 
 class Untrusted(Exception):
@@ -91,7 +94,7 @@ class Verifier:
         if not isinstance(data, dict) or data.get("entryhash") != cloudevent.get("entryhash"):
             return "does not name its entry"
         revoked_at, since = data.get("revoked_at"), data.get("compromised_since")
-        if not isinstance(revoked_at, str) or not isinstance(since, str | None):
+        if not _timestamp(revoked_at) or not (since is None or _timestamp(since)):
             return "does not say when"
         key_id = data.get("kid")
         record = self.keys.get(key_id) if isinstance(key_id, str) else None
@@ -198,6 +201,10 @@ class Verifier:
             since = body.get("compromised_since")
             if since:
                 record.compromised_since = normalise(since)
+
+
+def _timestamp(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _AT.match(value) is not None
 
 
 async def follow(

@@ -415,6 +415,8 @@ def test_the_verifier_refuses_a_revocation_notice_it_cannot_place(served: Served
         ({**notice, "data": {**notice["data"], "kid": "k" * 43}}, True),
         ({**notice, "data": {**notice["data"], "entryhash": "0" * 64}}, True),
         ({**notice, "data": {**notice["data"], "revoked_at": None}}, True),
+        ({**notice, "data": {**notice["data"], "revoked_at": ""}}, True),
+        ({**notice, "data": {**notice["data"], "compromised_since": "from the start"}}, True),
         (notice, False),  # an unscoped stream carries the signed entry instead
     ]
     for event, scoped in wrong:
