@@ -25,7 +25,8 @@ from api.verify import NotVerifiable, ledger_key_from, verify_file, verify_ledge
 from domain.record import DecisionRecord
 from ledger import access, bundle, keys
 from ledger import checkpoint as checkpoints
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, Malformed
+from ledger.files import FileRefused, SymlinkRefused, write_private
 from ledger.log import Log, Sealer
 from projections.database import Database
 from projections.follower import Follower
@@ -139,7 +140,12 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a case's evidence bundle")
     export.add_argument("case")
-    export.add_argument("--bundle", type=Path, required=True, help="where to write it")
+    export.add_argument(
+        "--bundle", type=Path, required=True, help="where to write it (a new file, mode 0600)"
+    )
+    export.add_argument(
+        "--force", action="store_true", help="replace the file if it exists (never a symlink)"
+    )
     export.set_defaults(run=_export)
 
     person = commands.add_parser("person", help="people in the directory").add_subparsers(
@@ -357,6 +363,7 @@ def _subscribe(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    case = _uuid(args.case, "case id")
     home = _home(args)
     with _open(args, home) as record:
         sealer = Sealer(record, home.ledger_key())
@@ -364,12 +371,24 @@ def _export(args: argparse.Namespace) -> int:
             sealer.catch_up()
             sealer.leadership.release()
         try:
-            data = bundle.export(record, sealer.log, UUID(args.case), sealer.key.public_key())
+            data = bundle.export(record, sealer.log, case, sealer.key.public_key())
         finally:
             sealer.log.close()
-    args.bundle.write_bytes(data)
+    try:
+        write_private(args.bundle, data, replace=args.force)
+    except FileRefused as exc:
+        if isinstance(exc, SymlinkRefused):
+            raise
+        raise FileRefused(f"{exc.detail}; pass --force to replace it") from None
     print(f"wrote {args.bundle}")
     return 0
+
+
+def _uuid(text: str, what: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise Malformed(f"{what} {text!r} is not a UUID") from None
 
 
 def _ledger_key(args: argparse.Namespace, home: Home | None = None) -> keys.Ed25519PublicKey:
