@@ -12,6 +12,7 @@ import pytest
 
 from api.cli import main
 from api.home import Home
+
 # The bundle tests' fixtures, used here by name:
 from tests.api.test_bundle import Exported, exported, templates  # noqa: F401
 from tests.api.test_cli import CLI
