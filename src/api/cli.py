@@ -255,7 +255,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     if args.bundle is not None:
-        key = _ledger_key(args)
+        try:
+            key = _ledger_key(args)
+        except HomeError:
+            raise NotVerifiable(
+                "ledger_key_required",
+                "checking a bundle trusts only the ledger's public key, and there is no ledger"
+                " home here to take it from: give --ledger-key KEY (base64url, or a .pub file)",
+            ) from None
         bundle = verify_file(args.bundle.read_bytes(), key)
         print(
             f"bundle verified: {bundle.entries} entries of {bundle.stream} and"
@@ -437,12 +444,24 @@ def _rebuild(args: argparse.Namespace) -> int:
         database = Database(ledger.store)
         chosen = [by_name(args.name)] if args.name else None
         follower = Follower(ledger, database, chosen)
+        # A rebuild folds the recorded reads (for the access projection) as well as the entries.
+        reads = sum(1 for _ in ledger.read_records([access.READ_TOPIC]))
+        total = ledger.size() + reads
         with _progress() as progress:
-            task = progress.add_task("rebuilding", total=ledger.size())
-            applied = follower.rebuild(lambda count: progress.advance(task, count))
+            task = progress.add_task("rebuilding", total=total)
+            done = 0
+
+            def advance(count: int) -> None:
+                nonlocal done
+                done += count
+                # Entries appended while it runs are folded too: the total grows with them.
+                progress.update(task, completed=done, total=max(total, done))
+
+            applied = follower.rebuild(advance)
         database.close()
     names = ", ".join(p.name for p in follower.projections)
-    print(f"rebuilt {names} from {applied} entries")
+    also = f" and {reads} recorded reads" if reads else ""
+    print(f"rebuilt {names} from {applied - reads} entries{also}")
     return 0
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid5
 
 import msgspec
 
-from ledger.clock import normalise
+from ledger.clock import normalise, parse_timestamp
 from ledger.entry import Entry
 from ledger.errors import KeyRevoked, Malformed, NotPermitted, UnknownKey
 from ledger.keys import (
@@ -255,6 +255,10 @@ class Directory(Stream):
                 raise NotPermitted(f"person {body.person} is already registered")
             if body.kind == "authority":
                 raise NotPermitted("a ledger has exactly one authority")
+            # A day's grace: where the person was born, the date may already be tomorrow's.
+            latest = parse_timestamp(statement.at).date() + timedelta(days=1)
+            if body.born is not None and body.born > latest:
+                raise Malformed(f"body.born: {body.born} is in the future")
         elif isinstance(body, KeyBound):
             self._registered(body.person)
             if kid(public_key_from_b64(body.public_key)) != body.kid:
