@@ -1,5 +1,5 @@
-"""Writing files only their owner can read, never through a symbolic link and never over an
-existing file unless asked to replace it."""
+"""Files and folders only their owner can read: files written never through a symbolic link
+and never over an existing file unless asked to replace it; private folders and databases."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from ledger.errors import LedgerError
 
 PRIVATE = 0o600
+PRIVATE_FOLDER = 0o700
 # O_NOFOLLOW: the last component is never followed, even if a link appears after the check.
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -79,10 +80,10 @@ def private_directory(path: Path) -> None:
         missing.append(folder)
     for folder in reversed(missing):
         try:
-            folder.mkdir(mode=PRIVATE | 0o100)
+            folder.mkdir(mode=PRIVATE_FOLDER)
         except FileExistsError:
             continue  # made meanwhile by another process
-        folder.chmod(PRIVATE | 0o100)  # mkdir's mode is filtered by the umask
+        folder.chmod(PRIVATE_FOLDER)  # mkdir's mode is filtered by the umask
 
 
 def private_database(path: Path) -> None:

@@ -15,30 +15,7 @@ from ledger.errors import Malformed
 _FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # Letters, numbers, punctuation, symbols and spacing marks show something; separators, "other"
 # (controls, format characters like U+200B, unassigned) and marks that only combine do not.
-_VISIBLE = frozenset(
-    (
-        "Lu",
-        "Ll",
-        "Lt",
-        "Lm",
-        "Lo",
-        "Mc",
-        "Nd",
-        "Nl",
-        "No",
-        "Pc",
-        "Pd",
-        "Ps",
-        "Pe",
-        "Pi",
-        "Pf",
-        "Po",
-        "Sm",
-        "Sc",
-        "Sk",
-        "So",
-    )
-)
+_VISIBLE = frozenset("LNPS")
 # Letters and symbols that are blank by design: Hangul fillers, the blank Braille pattern.
 _BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
@@ -59,7 +36,8 @@ def text_problem(text: str) -> str | None:
 def _visible(character: str) -> bool:
     if character.isascii():
         return " " < character < "\x7f"
-    return unicodedata.category(character) in _VISIBLE and character not in _BLANK
+    category = unicodedata.category(character)
+    return (category[0] in _VISIBLE or category == "Mc") and character not in _BLANK
 
 
 def check_texts(value: Any, path: str = "body") -> None:
