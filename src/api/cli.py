@@ -446,7 +446,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         follower = Follower(ledger, database, chosen)
         # A rebuild folds the recorded reads (for the access projection) as well as the entries.
         reads = sum(1 for _ in ledger.read_records([access.READ_TOPIC]))
-        total = ledger.size() + reads
+        entries = ledger.size()
+        total = entries + reads
         with _progress() as progress:
             task = progress.add_task("rebuilding", total=total)
             done = 0
@@ -460,8 +461,9 @@ def _rebuild(args: argparse.Namespace) -> int:
             applied = follower.rebuild(advance)
         database.close()
     names = ", ".join(p.name for p in follower.projections)
+    entries += max(0, applied - total)  # appended while it ran
     also = f" and {reads} recorded reads" if reads else ""
-    print(f"rebuilt {names} from {applied - reads} entries{also}")
+    print(f"rebuilt {names} from {entries} entries{also}")
     return 0
 
 

@@ -15,8 +15,9 @@ import orjson
 import pytest
 
 from api.cli import main
+from api.home import Home
 from api.tokens import Scope
-from tests.api.conftest import Served
+from tests.api.conftest import ORIGIN, Served, serve_in_thread
 from tests.api.test_bundle import Exported, exported, templates  # noqa: F401
 from tests.api.test_cli import CLI, cli  # noqa: F401
 from tests.conftest import fingerprint
@@ -91,15 +92,19 @@ def test_a_malformed_person_id_names_the_field_without_a_regular_expression(cli:
 
 
 def test_the_rebuild_progress_never_counts_past_its_total(
-    served: Served, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    played = served.play_worked_case()
-    reviewer = served.reviewer()
-    with served.client(served.token(reviewer, Scope.REVIEWER)) as client:
-        for _ in range(3):  # each read by a reviewer is recorded in the log, beside the entries
-            client.plan(played.case)
-    entries = served.record.size()
-    cli = CLI(served.home.path, served.home.store, capsys)
+    home = Home.create(tmp_path / "home", ORIGIN, store_url)
+    with serve_in_thread(home) as server:
+        record = server.service.record
+        served = Served(server.url, home, record, home.authority(record))
+        played = served.play_worked_case()
+        reviewer = served.reviewer()
+        with served.client(served.token(reviewer, Scope.REVIEWER)) as client:
+            for _ in range(3):  # each read by a reviewer is recorded in the log, as entries are
+                client.plan(played.case)
+        entries = record.size()
+    cli = CLI(home.path, store_url, capsys)  # the server has stopped: the rebuild is alone
 
     code, out, progress = cli("rebuild")
 
