@@ -12,9 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Where `make run` serves; HOST=0.0.0.0 PORT=9000 make run (or make run PORT=9000).
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+# The home is $ACCORD_HOME, as for every accord command, else ./.accord.
 run: $(STAMP)
-	@test -f .accord/config.json || $(BIN)/accord init --origin accord.localhost/demo
-	$(BIN)/accord serve --demo --host 127.0.0.1 --port 8080
+	@test -f "$${ACCORD_HOME:-.accord}/config.json" || $(BIN)/accord init --origin accord.localhost/demo
+	$(BIN)/accord serve --demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/pytest

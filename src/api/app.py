@@ -774,7 +774,9 @@ class _Handlers:
                 raise ApiError("forbidden", "this token's person is not a member of this case")
             return _Access(grant, case, plan)
         if grant.scope is not Scope.REVIEWER:
-            raise ApiError("forbidden", f"a {grant.scope.value} token does not read cases")
+            scope = grant.scope.value
+            article = "an" if scope[0] in "aeiou" else "a"
+            raise ApiError("forbidden", f"{article} {scope} token does not read cases")
         person = service.record.directory().persons.get(grant.person)
         if person is None or not person.reviewer:
             raise ApiError("forbidden", "this token's person is no longer a reviewer")

@@ -26,7 +26,8 @@ from domain.named import named_people
 from domain.record import DecisionRecord
 from ledger import access, bundle, keys
 from ledger import checkpoint as checkpoints
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, Malformed
+from ledger.files import FileRefused, SymlinkRefused, write_private
 from ledger.log import Log, Sealer
 from projections.database import Database
 from projections.follower import Follower
@@ -140,7 +141,12 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a case's evidence bundle")
     export.add_argument("case")
-    export.add_argument("--bundle", type=Path, required=True, help="where to write it")
+    export.add_argument(
+        "--bundle", type=Path, required=True, help="where to write it (a new file, mode 0600)"
+    )
+    export.add_argument(
+        "--force", action="store_true", help="replace the file if it exists (never a symlink)"
+    )
     export.set_defaults(run=_export)
 
     person = commands.add_parser("person", help="people in the directory").add_subparsers(
@@ -250,7 +256,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     if args.bundle is not None:
-        key = _ledger_key(args)
+        try:
+            key = _ledger_key(args)
+        except HomeError:
+            raise NotVerifiable(
+                "ledger_key_required",
+                "checking a bundle trusts only the ledger's public key, and there is no ledger"
+                " home here to take it from: give --ledger-key KEY (base64url, or a .pub file)",
+            ) from None
         bundle = verify_file(args.bundle.read_bytes(), key)
         print(
             f"bundle verified: {bundle.entries} entries of {bundle.stream} and"
@@ -358,6 +371,7 @@ def _subscribe(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    case = _uuid(args.case, "case id")
     home = _home(args)
     with _open(args, home) as record:
         sealer = Sealer(record, home.ledger_key())
@@ -366,13 +380,25 @@ def _export(args: argparse.Namespace) -> int:
             sealer.leadership.release()
         try:
             data = bundle.export(
-                record, sealer.log, UUID(args.case), sealer.key.public_key(), named_people
+                record, sealer.log, case, sealer.key.public_key(), named_people
             )
         finally:
             sealer.log.close()
-    args.bundle.write_bytes(data)
+    try:
+        write_private(args.bundle, data, replace=args.force)
+    except FileRefused as exc:
+        if isinstance(exc, SymlinkRefused):
+            raise
+        raise FileRefused(f"{exc.detail}; pass --force to replace it") from None
     print(f"wrote {args.bundle}")
     return 0
+
+
+def _uuid(text: str, what: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise Malformed(f"{what} {text!r} is not a UUID") from None
 
 
 def _ledger_key(args: argparse.Namespace, home: Home | None = None) -> keys.Ed25519PublicKey:
@@ -421,12 +447,26 @@ def _rebuild(args: argparse.Namespace) -> int:
         database = Database(ledger.store)
         chosen = [by_name(args.name)] if args.name else None
         follower = Follower(ledger, database, chosen)
+        # A rebuild folds the recorded reads (for the access projection) as well as the entries.
+        reads = sum(1 for _ in ledger.read_records([access.READ_TOPIC]))
+        entries = ledger.size()
+        total = entries + reads
         with _progress() as progress:
-            task = progress.add_task("rebuilding", total=ledger.size())
-            applied = follower.rebuild(lambda count: progress.advance(task, count))
+            task = progress.add_task("rebuilding", total=total)
+            done = 0
+
+            def advance(count: int) -> None:
+                nonlocal done
+                done += count
+                # Entries appended while it runs are folded too: the total grows with them.
+                progress.update(task, completed=done, total=max(total, done))
+
+            applied = follower.rebuild(advance)
         database.close()
     names = ", ".join(p.name for p in follower.projections)
-    print(f"rebuilt {names} from {applied} entries")
+    entries += max(0, applied - total)  # appended while it ran
+    also = f" and {reads} recorded reads" if reads else ""
+    print(f"rebuilt {names} from {entries} entries{also}")
     return 0
 
 

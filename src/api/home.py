@@ -19,6 +19,7 @@ from domain.record import DecisionRecord
 from ledger import keys
 from ledger.authority import Authority
 from ledger.errors import LedgerError
+from ledger.files import private_directory, write_private
 from ledger.keys import Ed25519PrivateKey
 
 CONFIG = "config.json"
@@ -65,7 +66,7 @@ class Home:
         """Create keys, configuration and store, and open the directory with the authority."""
         if (path / CONFIG).exists():
             raise HomeError(f"{path} is already initialised")
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(path)
         path.chmod(0o700)  # the home holds private keys and maybe a store password
         secret = passphrase()
         authority_key, ledger_key = keys.generate(), keys.generate()
@@ -83,9 +84,8 @@ class Home:
         with home.open_ledger() as ledger:
             Authority(ledger, authority_key).open(f"{origin} authority")
         # Written last: a home with config.json is a home whose directory is open.
-        fd = os.open(path / CONFIG, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:  # it may hold the store's password
-            handle.write(msgspec.json.format(msgspec.json.encode(config)) + b"\n")
+        # 0600: it may hold the store's password.
+        write_private(path / CONFIG, msgspec.json.format(msgspec.json.encode(config)) + b"\n")
         return home
 
     @classmethod

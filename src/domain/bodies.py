@@ -7,13 +7,21 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ledger.statement import Header, Statement, Text, Uuid, body_decoders
+from ledger.statement import (
+    HASH_PATTERN,
+    TEXT_PATTERN,
+    Header,
+    Statement,
+    Text,
+    Uuid,
+    body_decoders,
+)
 from ledger.statement import parse_body as statement_body
 from ledger.statement import read_body as header_body
 
-LongText = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=r"\S")]
+LongText = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=TEXT_PATTERN)]
 OptionalText = Annotated[str, msgspec.Meta(max_length=4000)]
-Hash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z", description="entry hash")]
+Hash = Annotated[str, msgspec.Meta(pattern=HASH_PATTERN, description="entry hash")]
 People = Annotated[list[Uuid], msgspec.Meta(min_length=1, max_length=50)]
 
 Role = Literal[

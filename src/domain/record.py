@@ -11,6 +11,7 @@ from ledger.keys import Ed25519PublicKey
 from ledger.ledger import Ledger
 from ledger.statement import Submission
 from ledger.stream import Stream
+from ledger.text import check_texts
 
 
 class DecisionRecord(Ledger):
@@ -34,5 +35,7 @@ class DecisionRecord(Ledger):
     ) -> None:
         if isinstance(stream, Case):
             admit(stream, submission.statement, directory, recorded_at)
+            # Not one of the rules: stored entries, which the rules replay, are not held to it.
+            check_texts(submission.statement.body)
         else:
             super()._admit(stream, submission, signer, directory, recorded_at)

@@ -432,8 +432,11 @@ class _Check:
     def entry_corrected(self, body: b.EntryCorrected, author: Member) -> None:
         target = self.referenced_entry(body.entry, tuple(b.BODIES), "entry")
         if author.person not in (target.by, self.case.lead):
-            raise RoleNotPermitted(
-                "R11",
-                f"Only {self.name(target.by)}, who wrote this entry, or the case lead, "
-                f"{self.name(self.case.lead)}, can correct it.",
-            )
+            if target.by == self.case.lead:
+                who = f"{self.name(target.by)}, who wrote this entry and leads the case,"
+            else:
+                who = (
+                    f"{self.name(target.by)}, who wrote this entry, or the case lead, "
+                    f"{self.name(self.case.lead)},"
+                )
+            raise RoleNotPermitted("R11", f"Only {who} can correct it.")

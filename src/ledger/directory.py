@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid5
 
 import msgspec
 
-from ledger.clock import normalise
+from ledger.clock import normalise, parse_timestamp
 from ledger.entry import Entry
 from ledger.errors import KeyRevoked, Malformed, NotPermitted, UnknownKey
 from ledger.keys import (
@@ -19,14 +19,15 @@ from ledger.keys import (
     public_key_b64,
     public_key_from_b64,
 )
-from ledger.statement import Kid, Statement, Text, Timestamp, Uuid
+from ledger.statement import KID_PATTERN, Kid, Statement, Text, Timestamp, Uuid
 from ledger.statement import parse_body as statement_body
 from ledger.stream import Stream
+from ledger.text import check_texts
 
 _DIRECTORY_NAMESPACE = UUID("0b8f5d8e-3f7c-5a55-8d0e-6a3b1f0c9e27")
 
 PersonKind = Literal["authority", "child", "adult", "professional", "service"]
-PublicKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}\Z")]
+PublicKey = Annotated[str, msgspec.Meta(pattern=KID_PATTERN)]  # also 43 base64url characters
 
 
 def directory_id(origin: str) -> UUID:
@@ -240,6 +241,7 @@ class Directory(Stream):
     def admit(self, statement: Statement, signer: Ed25519PublicKey) -> None:
         """Check a directory statement against the directory's rules before it is appended."""
         body = parse_body(statement)
+        check_texts(statement.body)
         if self.version == 0:
             self._admit_genesis(statement, body)
             return
@@ -253,6 +255,10 @@ class Directory(Stream):
                 raise NotPermitted(f"person {body.person} is already registered")
             if body.kind == "authority":
                 raise NotPermitted("a ledger has exactly one authority")
+            # A day's grace: where the person was born, the date may already be tomorrow's.
+            latest = parse_timestamp(statement.at).date() + timedelta(days=1)
+            if body.born is not None and body.born > latest:
+                raise Malformed(f"body.born: {body.born} is in the future")
         elif isinstance(body, KeyBound):
             self._registered(body.person)
             if kid(public_key_from_b64(body.public_key)) != body.kid:

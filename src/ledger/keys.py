@@ -14,8 +14,6 @@ such key is bound any more; one a store already holds is kept, unusable (`bound_
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import nacl.bindings
@@ -25,6 +23,7 @@ from nacl.exceptions import BadSignatureError
 
 from ledger.encoding import b64url, from_b64url, sha256
 from ledger.errors import LedgerError, Malformed
+from ledger.files import FileRefused, write_private
 
 __all__ = [
     "Ed25519PrivateKey",
@@ -128,7 +127,8 @@ def verify_bytes(public: Ed25519PublicKey, signature: bytes, message: bytes) -> 
 
 
 def save_private_key(key: Ed25519PrivateKey, path: Path, passphrase: bytes | None = None) -> None:
-    """Write `key` as PKCS#8 PEM, created with mode 0600 and never overwriting a file."""
+    """Write `key` as PKCS#8 PEM and its public key to `path`.pub, both created with mode 0600,
+    never overwriting a file nor writing through a symbolic link."""
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
         if passphrase
@@ -138,14 +138,10 @@ def save_private_key(key: Ed25519PrivateKey, path: Path, passphrase: bytes | Non
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
     public_path = Path(f"{path}.pub")
-    if public_path.exists():
-        raise FileExistsError(errno.EEXIST, "File exists", str(public_path))
-    # O_EXCL + mode at creation: the secret is never readable by others, not even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    with public_path.open("x", encoding="ascii") as handle:
-        handle.write(public_key_b64(key) + "\n")
+    if public_path.exists() or public_path.is_symlink():
+        raise FileRefused(f"{public_path} exists; it is not overwritten")
+    write_private(path, pem)
+    write_private(public_path, (public_key_b64(key) + "\n").encode("ascii"))
 
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 import zlib
 from collections.abc import Callable
@@ -44,7 +45,8 @@ class Leadership:
             self._held = conn  # the lock lives as long as this session
             return True
         path = Path(f"{store.env['SQLITE_DBNAME']}.{self.name}.lock")
-        handle: IO[bytes] = path.open("ab")  # held while leading
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        handle: IO[bytes] = os.fdopen(os.open(path, flags, 0o600), "ab")  # held while leading
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,13 +27,33 @@ SIGNING_PREFIX = b"accord.statement.v1\n"
 # Patterns end in \Z, not $: Python's $ also matches before a trailing newline.
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"
 Uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN, description="lowercase hyphenated UUID")]
-Kid = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}\Z", description="key id")]
-Signature = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{86}\Z", description="Ed25519")]
-Kind = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+\Z", max_length=64)]
-# Required text must say something: at least one character that is not white space.
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
+KID_PATTERN = r"^[A-Za-z0-9_-]{43}\Z"
+Kid = Annotated[str, msgspec.Meta(pattern=KID_PATTERN, description="key id")]
+SIGNATURE_PATTERN = r"^[A-Za-z0-9_-]{86}\Z"
+Signature = Annotated[str, msgspec.Meta(pattern=SIGNATURE_PATTERN, description="Ed25519")]
+KIND_PATTERN = r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+\Z"
+Kind = Annotated[str, msgspec.Meta(pattern=KIND_PATTERN, max_length=64)]
+# Required text must say something: at least one character that is not white space (what
+# else it may hold is checked on submission only, by `ledger.text`).
+TEXT_PATTERN = r"\S"
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
 Timestamp = Annotated[str, msgspec.Meta(pattern=AT_PATTERN)]
-Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+\Z")]
+ORIGIN_PATTERN = r"^[\x21-\x7e]+\Z"
+Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=ORIGIN_PATTERN)]
+HASH_PATTERN = r"^[0-9a-f]{64}\Z"
+
+# What a value failing each pattern is not, said plainly (a regular expression helps no one).
+_MEANINGS = {
+    UUID_PATTERN: "is not a lowercase hyphenated UUID",
+    KID_PATTERN: "is not a key id (43 base64url characters)",
+    SIGNATURE_PATTERN: "is not a signature (86 base64url characters)",
+    KIND_PATTERN: "is not a statement kind (lowercase words joined by dots)",
+    TEXT_PATTERN: "has no visible character",
+    AT_PATTERN: "is not a UTC time (YYYY-MM-DDThh:mm:ss[.fff]Z)",
+    ORIGIN_PATTERN: "is not an origin (printable ASCII without spaces)",
+    HASH_PATTERN: "is not an entry hash (64 lowercase hexadecimal digits)",
+}
+_PATTERN_ERROR = re.compile(r"Expected `str` matching regex '(.*)' - at `\$(.*)`\Z", re.DOTALL)
 
 
 class Statement(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -110,8 +131,20 @@ def decode(data: bytes, kind: type[T], what: str) -> T:
     """Decode JSON into a msgspec type, any failure becoming `Malformed` naming `what`."""
     try:
         return msgspec.json.decode(data, type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+    except msgspec.ValidationError as exc:
+        raise Malformed(_plain(exc, what, what)) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise Malformed(f"{what}: {exc}") from None
+
+
+def _plain(exc: msgspec.ValidationError, what: str, path: str) -> str:
+    """msgspec's message, or for a pattern it names, `path.field: what the value is not`."""
+    found = _PATTERN_ERROR.match(str(exc))
+    if found is not None:
+        for pattern, meaning in _MEANINGS.items():
+            if found.group(1) == repr(pattern)[1:-1]:
+                return f"{path}{found.group(2)}: {meaning}"
+    return f"{what}: {exc}"
 
 
 def parse_body(statement: Statement, bodies: Mapping[str, type[T]], stream: str) -> T:
@@ -122,7 +155,7 @@ def parse_body(statement: Statement, bodies: Mapping[str, type[T]], stream: str)
     try:
         return msgspec.convert(statement.body, body_type)
     except msgspec.ValidationError as exc:
-        raise Malformed(f"{statement.kind} body: {exc}") from None
+        raise Malformed(_plain(exc, f"{statement.kind} body", "body")) from None
 
 
 def read_header(statement_bytes: bytes) -> Header:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 
 from ledger.errors import LedgerError
+from ledger.files import private_database, private_directory
 
 
 class StoreURLError(LedgerError):
@@ -80,7 +81,8 @@ def parse_store(url: str) -> Store:
         path = url[len("sqlite:///") :]
         if not path:
             raise StoreURLError("sqlite:/// needs a file path")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_directory(Path(path).parent)
+        private_database(Path(path))
         return Store(
             url,
             {

@@ -13,6 +13,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
+from ledger.files import private_database
 from ledger.store import Store, connect, exclusive
 
 
@@ -46,6 +47,8 @@ class Tables:
         self._lock = threading.RLock()
         self._readers: dict[threading.Thread, Any] = {}
         self._readers_lock = threading.Lock()  # not the writer's: a new reader never waits
+        if not self.postgres:
+            private_database(self._path)
         self._conn: Any = self._connect()
         if self.postgres:
             blob, rowid = "BYTEA", "BIGINT PRIMARY KEY"

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from ledger import keys
 from ledger.encoding import b64url, from_b64url
 from ledger.errors import Malformed
+from ledger.files import FileRefused
 from ledger.keys import Ed25519PrivateKey, Ed25519PublicKey, KeyFileError
 
 B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -97,7 +98,7 @@ def test_saving_writes_the_base64url_public_key_next_to_the_private_key(tmp_path
 def test_saving_never_overwrites_an_existing_key_file(tmp_path: Path) -> None:
     path = tmp_path / "alice.key"
     path.write_bytes(b"precious")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileRefused):
         keys.save_private_key(keys.generate(), path)
     assert path.read_bytes() == b"precious"
     assert not (tmp_path / "alice.key.pub").exists()
@@ -108,7 +109,7 @@ def test_saving_twice_to_the_same_path_keeps_the_first_key(tmp_path: Path) -> No
     path = tmp_path / "alice.key"
     keys.save_private_key(first, path)
     public_before = (tmp_path / "alice.key.pub").read_bytes()
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileRefused):
         keys.save_private_key(keys.generate(), path)
     assert raw_private(keys.load_private_key(path)) == raw_private(first)
     assert (tmp_path / "alice.key.pub").read_bytes() == public_before
@@ -117,7 +118,7 @@ def test_saving_twice_to_the_same_path_keeps_the_first_key(tmp_path: Path) -> No
 def test_saving_never_overwrites_an_existing_public_key_file(tmp_path: Path) -> None:
     path = tmp_path / "alice.key"
     (tmp_path / "alice.key.pub").write_text("someone else's key\n", encoding="ascii")
-    with contextlib.suppress(FileExistsError):  # refusing to save would also be correct
+    with contextlib.suppress(FileRefused):  # refusing to save would also be correct
         keys.save_private_key(keys.generate(), path)
     assert (tmp_path / "alice.key.pub").read_text(encoding="ascii") == "someone else's key\n"
 
