@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from ledger.directory import KeyRecord
 from ledger.encoding import sha256_hex
 from ledger.entry import GENESIS_PREV, Entry, read_entry
 from ledger.errors import LedgerError
+from ledger.files import write_private
 from ledger.keys import Ed25519PublicKey, bound_public_key, kid
 
 _AT = re.compile(AT_PATTERN)
@@ -322,9 +322,7 @@ async def _raise_for(response: aiohttp.ClientResponse) -> None:
 def _save(path: Path | None, position: int) -> None:
     if path is None:
         return
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(f"{position}\n")
-    os.replace(temporary, path)
+    write_private(path, f"{position}\n".encode(), replace=True, sync=False)
 
 
 def saved_position(path: Path | None, default: int) -> int:

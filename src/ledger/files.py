@@ -29,9 +29,12 @@ class SymlinkRefused(FileRefused):
     code = "symlink"
 
 
-def write_private(path: Path, data: bytes, *, replace: bool = False) -> None:
+def write_private(path: Path, data: bytes, *, replace: bool = False, sync: bool = True) -> None:
     """Write `data` to a new file of mode 0600 at `path`; with `replace`, an existing regular
-    file is replaced atomically (readers see the old file or the new one, never a part)."""
+    file is replaced atomically (readers see the old file or the new one, never a part).
+
+    `sync=False` skips the fsync, for a file that is rewritten often and whose loss costs
+    little (a subscriber's position: at worst a few events are delivered again)."""
     try:
         found = path.lstat()
     except FileNotFoundError:
@@ -39,12 +42,12 @@ def write_private(path: Path, data: bytes, *, replace: bool = False) -> None:
     if found is not None and stat.S_ISLNK(found.st_mode):
         raise SymlinkRefused(f"{path} is a symbolic link; remove it or choose another path")
     if found is None or not replace:
-        _create(path, data)
+        _create(path, data, sync)
         return
     if not stat.S_ISREG(found.st_mode):
         raise FileRefused(f"{path} exists and is not a regular file")
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    _create(temporary, data)
+    _create(temporary, data, sync)
     try:
         os.replace(temporary, path)  # rename(2) replaces a link itself, never its target
     except BaseException:
@@ -52,7 +55,7 @@ def write_private(path: Path, data: bytes, *, replace: bool = False) -> None:
         raise
 
 
-def _create(path: Path, data: bytes) -> None:
+def _create(path: Path, data: bytes, sync: bool) -> None:
     try:
         fd = os.open(path, _CREATE, PRIVATE)
     except FileExistsError:
@@ -64,8 +67,9 @@ def _create(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -40,6 +40,7 @@ from ledger import keys
 from ledger.canonical import canonical
 from ledger.encoding import b64url
 from ledger.entry import read_entry
+from ledger.files import SymlinkRefused
 from ledger.ledger import Receipt
 from ledger.log import Log, SealedEntry, Sealer
 from ledger.statement import parse_submission, signing_input
@@ -867,6 +868,22 @@ def test_a_subscriber_keeps_its_position_in_a_file_and_resumes_from_it(
     assert [r.position for r in resumed] == list(range(len(first), len(grown)))
     assert [r.entry.hash for r in resumed] == [e.hash for e in grown[len(first) :]]
     assert position_file.read_text() == f"{len(grown) - 1}\n"
+    assert position_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_subscriber_never_writes_its_position_through_a_symbolic_link(
+    served: Served, tmp_path: Path
+) -> None:
+    service = served_service(served)
+    served.play_worked_case()
+    target = tmp_path / "elsewhere"
+    target.write_text("-1\n")
+    link = tmp_path / "position"
+    link.symlink_to(target)
+    with pytest.raises(SymlinkRefused):
+        asyncio.run(subscribe(served.url, service, 1, link))
+    assert target.read_text() == "-1\n"
+    assert link.is_symlink()
 
 
 Tamper = Callable[[dict[str, Any]], None]
