@@ -41,6 +41,7 @@ from ledger.stream import (
     Stream,
     claim_id,
     fold,
+    stream_entry,
 )
 
 _PAGE = 500
@@ -316,9 +317,9 @@ class Ledger(Application[UUID]):
 
     def _repeat(self, submission: Submission) -> Receipt | None:
         claims = list(self.events.get(claim_id(submission.statement.id), limit=1))
-        if not claims:
+        if not claims or not isinstance(claims[0], StatementClaimed):
             return None
-        claim = cast(StatementClaimed, claims[0])
+        claim = claims[0]
         entry = self.entry(UUID(claim.stream), claim.seq)
         if entry.statement_bytes != submission.statement_bytes or entry.sig != submission.sig:
             raise StatementConflict(
@@ -407,7 +408,7 @@ class Ledger(Application[UUID]):
     def entry(self, stream_id: UUID, seq: int) -> Entry:
         """One entry of a stream by its seq."""
         for event in self.events.get(stream_id, gt=seq - 1, lte=seq):
-            return cast(EntryRecorded, event).entry
+            return stream_entry(event, stream_id)
         raise LookupError(f"stream {stream_id} has no entry {seq}")
 
     def entries(self, stream_id: UUID, after: int = 0, upto: int | None = None) -> Iterator[Entry]:
@@ -415,7 +416,7 @@ class Ledger(Application[UUID]):
         while True:
             page = list(self.events.get(stream_id, gt=after, lte=upto, limit=_PAGE))
             for event in page:
-                yield cast(EntryRecorded, event).entry
+                yield stream_entry(event, stream_id)
             if len(page) < _PAGE:
                 return
             after = page[-1].originator_version
