@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 from uuid import UUID
@@ -27,6 +29,7 @@ from ledger.errors import (
     NotPermitted,
     SignatureInvalid,
     StatementConflict,
+    Unavailable,
     WrongLedger,
 )
 from ledger.keys import Ed25519PublicKey, kid
@@ -47,6 +50,7 @@ from ledger.stream import (
 _PAGE = 500
 _MAX_ATTEMPTS = 200
 _CACHED_STREAMS = 1000
+_log = logging.getLogger(__name__)
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -126,7 +130,10 @@ class Ledger(Application[UUID]):
         """Verify a submission and append it; raises a `LedgerError` and stores nothing if bad."""
         submission, stream_id = self._parse(data)
         with self._append_lock:
-            return self._submit(submission, stream_id)
+            answer = self._judge(submission, stream_id)
+        if isinstance(answer, LedgerError):
+            raise answer
+        return answer
 
     def submit_many(self, batch: Sequence[bytes]) -> list[Accepted | LedgerError]:
         """Submit several statements at once, each answered as `submit` would answer it (an
@@ -137,6 +144,9 @@ class Ledger(Application[UUID]):
         directory statement, a second use of an id, a rule or signature failure, a stream
         another process moved on) is judged alone, exactly as `submit` would, after the
         transaction, which then holds nothing its answer could depend on.
+
+        If the transaction fails in any way, every statement of the batch is judged alone,
+        on states read again from the store: none is answered for another's failure.
         """
         answers: list[Accepted | LedgerError | None] = [None] * len(batch)
         parsed: list[tuple[int, Submission, UUID]] = []
@@ -148,10 +158,7 @@ class Ledger(Application[UUID]):
         with self._append_lock:
             alone = self._append_together(parsed, answers) if len(parsed) > 1 else parsed
             for i, submission, stream_id in alone:
-                try:
-                    answers[i] = self._submit(submission, stream_id)
-                except LedgerError as exc:
-                    answers[i] = exc
+                answers[i] = self._judge(submission, stream_id)
         assert all(answer is not None for answer in answers)
         return cast(list[Accepted | LedgerError], answers)
 
@@ -190,49 +197,54 @@ class Ledger(Application[UUID]):
             ids.add(item[1].statement.id)
             waiting.add(item[2])
 
-        for item in parsed:
-            i, submission, stream_id = item
-            statement = submission.statement
-            if (
-                stream_id == self.directory_id
-                or self.directory_id in waiting
-                or stream_id in waiting
-                or statement.id in ids
-            ):
-                wait(item)
-                continue
-            try:
-                signer, record = self._signer(submission, directory, stream_id)
-                if not submission.signature_valid(signer):
-                    raise SignatureInvalid("the signature does not verify over the statement")
-                stream = touched.get(stream_id) or self._state(stream_id, fresh=False)
-                recorded_at = self.clock.next(directory.recorded_at, after=stream.recorded_at)
-                if record is not None:
-                    directory.check_valid(record, recorded_at)
-                self._admit(stream, submission, signer, directory, recorded_at)
-            except LedgerError:
-                wait(item)  # the answer (or a repeat's receipt) comes from `_submit`
-                continue
-            entry = _next_entry(submission, stream, recorded_at)
-            # Later statements of this batch are judged on the stream with this entry in it.
-            stream.apply(entry)
-            touched[stream_id] = stream
-            ids.add(statement.id)
-            together.append((i, statement.stream, entry))
-            events.append(EntryRecorded(stream_id, entry.seq, entry))
-            events.append(
-                StatementClaimed(claim_id(statement.id), 1, statement.stream, entry.seq, entry.hash)
-            )
-        if not events:
-            return alone
         try:
+            for item in parsed:
+                i, submission, stream_id = item
+                statement = submission.statement
+                if (
+                    stream_id == self.directory_id
+                    or self.directory_id in waiting
+                    or stream_id in waiting
+                    or statement.id in ids
+                ):
+                    wait(item)
+                    continue
+                try:
+                    signer, record = self._signer(submission, directory, stream_id)
+                    if not submission.signature_valid(signer):
+                        raise SignatureInvalid("the signature does not verify over the statement")
+                    stream = touched.get(stream_id) or self._state(stream_id, fresh=False)
+                    recorded_at = self.clock.next(directory.recorded_at, after=stream.recorded_at)
+                    if record is not None:
+                        directory.check_valid(record, recorded_at)
+                    self._admit(stream, submission, signer, directory, recorded_at)
+                except LedgerError:
+                    wait(item)  # the answer (or a repeat's receipt) comes from `_judge`
+                    continue
+                entry = _next_entry(submission, stream, recorded_at)
+                # Later statements of this batch are judged on the stream with this entry in it.
+                touched[stream_id] = stream
+                stream.apply(entry)
+                ids.add(statement.id)
+                together.append((i, statement.stream, entry))
+                events.append(EntryRecorded(stream_id, entry.seq, entry))
+                events.append(
+                    StatementClaimed(
+                        claim_id(statement.id), 1, statement.stream, entry.seq, entry.hash
+                    )
+                )
+            if not events:
+                return alone
             recordings = self.events.put(events)
         except BaseException as exc:
-            # The cached states that took this batch's entries are wrong now.
-            for stream_id in touched:
-                self._states.get(stream_id, evict=True)
+            # The cached states that took this batch's entries are wrong now, and a state
+            # being read when the failure came may be half-read: read them all again.
+            self._forget([self.directory_id, *(stream_id for _, _, stream_id in parsed)])
             if isinstance(exc, IntegrityError):
                 return parsed  # a repeat, or a stream another process moved on: one by one
+            if isinstance(exc, Exception):
+                _log.warning("a group commit failed; judging its statements alone", exc_info=True)
+                return parsed
             raise
         self._notify(recordings)
         for n, (i, stream_name, entry) in enumerate(together):
@@ -240,6 +252,51 @@ class Ledger(Application[UUID]):
             notification_id = recordings[2 * n].notification.id
             answers[i] = Accepted(receipt, created=True, notification_id=notification_id)
         return alone
+
+    def _judge(self, submission: Submission, stream_id: UUID) -> Accepted | LedgerError:
+        """Submit one statement alone: its `Accepted`, or the `LedgerError` that refuses it.
+
+        A failure of any other kind (the store's, or a fault of ours) is answered by what
+        really happened to the statement: its receipt if it was recorded after all, otherwise
+        `Unavailable`. Only called under the append lock.
+        """
+        try:
+            return self._submit(submission, stream_id)
+        except LedgerError as exc:
+            return exc
+        except Exception as exc:
+            _log.warning("recording a statement failed", exc_info=True)
+            self._forget([self.directory_id, stream_id])
+            return self._outcome(submission, exc)
+
+    def _outcome(self, submission: Submission, failure: Exception) -> Accepted | LedgerError:
+        """What happened to a statement whose recording failed with `failure`."""
+        try:
+            repeat = self._repeat(submission)
+        except LedgerError as exc:
+            return exc
+        except Exception:
+            unknown = Unavailable(
+                "the store failed while recording this statement, and whether it was recorded"
+                " could not be checked; sending it again is safe"
+            )
+            unknown.__cause__ = failure
+            return unknown
+        if repeat is not None:
+            return Accepted(repeat, created=False)
+        refused = Unavailable(
+            "the store failed while recording this statement; it was not recorded, and sending"
+            " it again is safe"
+        )
+        refused.__cause__ = failure
+        return refused
+
+    def _forget(self, stream_ids: Iterable[UUID]) -> None:
+        """Drop cached states, to be read again from the store when next needed."""
+        for stream_id in stream_ids:
+            with contextlib.suppress(KeyError):  # not cached
+                self._states.get(stream_id, evict=True)
+        self._directory_snapshot = None
 
     def _submit(self, submission: Submission, stream_id: UUID) -> Accepted:
         statement = submission.statement
