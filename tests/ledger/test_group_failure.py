@@ -21,7 +21,7 @@ def test_a_store_failure_in_a_group_answers_each_statement_truthfully(world: Wor
     poison(world.ledger)
     good = [alice.submission(s, "note.made", {"text": str(n)}) for n in range(2) for s in streams]
     bad = alice.submission(streams[1], "note.made", {"text": MARKER})
-    answers = world.ledger.submit_many(good[:2] + [bad] + good[2:])
+    answers = world.ledger.submit_many([*good[:2], bad, *good[2:]])
     refused = answers.pop(2)
     assert isinstance(refused, LedgerError) and refused.code == "unavailable"
     assert all(isinstance(answer, Accepted) for answer in answers)

@@ -130,7 +130,7 @@ def test_a_group_with_a_statement_naming_a_token_answers_the_others(world: World
     streams = [str(uuid.uuid4()) for _ in range(3)]
     good = [alice.submission(s, "note.made", {"text": str(n)}) for n in range(2) for s in streams]
     bad = alice.submission(str(token_id), "note.made", {"text": "x"})
-    batch = good[:3] + [bad] + good[3:]
+    batch = [*good[:3], bad, *good[3:]]
     answers = world.ledger.submit_many(batch)
     assert isinstance(answers[3], LedgerError) and answers[3].code == "unknown_stream"
     assert all(isinstance(a, Accepted) and a.created for n, a in enumerate(answers) if n != 3)
