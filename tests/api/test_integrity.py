@@ -166,15 +166,16 @@ def test_a_group_with_statements_naming_records_answers_every_good_one(scene: Sc
     good = [scene.decision(scene.cases[n % CASES]) for n in range(24)]
     records = [i for i in scene.ids if i not in scene.cases]
     bad = [scene.decision(i) for i in records]
-    batch = [item for pair in zip(good, bad * 3, strict=False) for item in pair] + good[
-        len(bad) * 3 :
-    ]
+    batch = [*bad]
+    for n, data in enumerate(good):  # each bad one amid good ones
+        batch.insert(2 * n, data)
     answers = asyncio.run(post_all(served.url, batch))
     by_data = dict(zip(batch, answers, strict=True))
     for data in good:
-        assert isinstance(by_data[data], Submitted) and by_data[data].created
-    for answer in answers:
-        assert isinstance(answer, Submitted) or answer.status < 500, answer
+        answer = by_data[data]
+        assert isinstance(answer, Submitted) and answer.created, answer
+    for any_answer in answers:
+        assert isinstance(any_answer, Submitted) or any_answer.status < 500, any_answer
     verified(served)
 
 
@@ -210,8 +211,8 @@ def test_any_id_the_store_holds_amid_bursts_of_good_statements(
     by_data = dict(zip(batch, answers, strict=True))
     for item in good:
         assert isinstance(by_data[item], Submitted), by_data[item]
-    for answer in answers:
-        assert isinstance(answer, Submitted) or answer.status < 500, answer
+    for any_answer in answers:
+        assert isinstance(any_answer, Submitted) or any_answer.status < 500, any_answer
     verified(served)
 
 
@@ -225,7 +226,8 @@ def test_a_store_failure_in_a_group_answers_each_statement_by_what_happened(scen
     answers = asyncio.run(post_all(served.url, batch))
     by_data = dict(zip(batch, answers, strict=True))
     for data in good:
-        assert isinstance(by_data[data], Submitted) and by_data[data].created
+        answer = by_data[data]
+        assert isinstance(answer, Submitted) and answer.created, answer
     for data in bad:
         refused = by_data[data]
         assert isinstance(refused, AccordError)
