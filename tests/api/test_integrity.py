@@ -5,6 +5,7 @@ happened to it, whatever fails, and a follower that cannot advance says so."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from api.client import AccordError, AsyncClient, Client, Identity, Submitted
 from api.home import Home
-from api.tokens import Scope
+from api.tokens import Scope, revoke
 from api.verify import verify_ledger
 from ledger import access
 from ledger.stream import ENTRY_TOPIC, claim_id
@@ -300,3 +301,26 @@ def test_a_stuck_follower_in_the_followers_process_is_reported_by_the_server(
         assert f'accord_follower_stuck_position{{follower="projections"}} {followed[-1].id}.0' in (
             metrics
         )
+
+
+def test_older_tokens_keep_working_and_a_stream_id_is_no_token(scene: Scene) -> None:
+    served, lead = scene.served, scene.lead
+    older = uuid.uuid4()
+    served.record.record(
+        access.TokenIssued(
+            originator_id=older,
+            person=lead.person,
+            scope="member",
+            digest=hashlib.sha256(b"older-secret").hexdigest(),
+            issued_at=served.record.clock.next(),
+        )
+    )
+    with served.client(f"accord_{older.hex}_older-secret") as client:
+        assert client.plan(scene.cases[0]).case == scene.cases[0]
+    # A case's id in a token's place names no token, whatever the secret.
+    case = uuid.UUID(scene.cases[0])
+    with served.client(f"accord_{case.hex}_older-secret") as client, pytest.raises(AccordError):
+        client.plan(scene.cases[0])
+    revoke(served.record, older.hex)
+    with served.client(f"accord_{older.hex}_older-secret") as client, pytest.raises(AccordError):
+        client.plan(scene.cases[0])
