@@ -184,7 +184,6 @@ class Ledger(Application[UUID]):
         could change may go ahead of it: no later statement of its stream or with its id, and
         nothing after a directory statement (which may bind or revoke the keys of any).
         """
-        directory = cast(Directory, self._state(self.directory_id, fresh=True))
         alone: list[tuple[int, Submission, UUID]] = []
         together: list[tuple[int, str, Entry]] = []
         events: list[EntryRecorded | StatementClaimed] = []
@@ -198,6 +197,7 @@ class Ledger(Application[UUID]):
             waiting.add(item[2])
 
         try:
+            directory = cast(Directory, self._state(self.directory_id, fresh=True))
             for item in parsed:
                 i, submission, stream_id = item
                 statement = submission.statement
@@ -237,11 +237,12 @@ class Ledger(Application[UUID]):
                 return alone
             recordings = self.events.put(events)
         except BaseException as exc:
-            # The cached states that took this batch's entries are wrong now, and a state
-            # being read when the failure came may be half-read: read them all again.
-            self._forget([self.directory_id, *(stream_id for _, _, stream_id in parsed)])
             if isinstance(exc, IntegrityError):
+                self._forget(touched)  # these states took this batch's entries: wrong now
                 return parsed  # a repeat, or a stream another process moved on: one by one
+            # A failure of any other kind may have come while a state was being read, or
+            # before the batch's entries were all applied: read every state it named again.
+            self._forget([self.directory_id, *(stream_id for _, _, stream_id in parsed)])
             if isinstance(exc, Exception):
                 _log.warning("a group commit failed; judging its statements alone", exc_info=True)
                 return parsed
@@ -296,7 +297,6 @@ class Ledger(Application[UUID]):
         for stream_id in stream_ids:
             with contextlib.suppress(KeyError):  # not cached
                 self._states.get(stream_id, evict=True)
-        self._directory_snapshot = None
 
     def _submit(self, submission: Submission, stream_id: UUID) -> Accepted:
         statement = submission.statement

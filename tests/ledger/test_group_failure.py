@@ -10,7 +10,7 @@ import pytest
 from ledger.errors import LedgerError
 from ledger.ledger import Accepted
 from tests.conftest import World, fingerprint
-from tests.poison import MARKER, poison
+from tests.poison import FATAL, MARKER, fatal, poison
 
 
 def test_a_store_failure_in_a_group_answers_each_statement_truthfully(world: World) -> None:
@@ -44,3 +44,21 @@ def test_a_store_failure_in_a_group_answers_each_statement_truthfully(world: Wor
             assert cold.check_stream(uuid.UUID(s)) == 4
     finally:
         cold.close()
+
+
+def test_a_connection_ended_mid_group_answers_each_statement_truthfully(world: World) -> None:
+    if not world.ledger.store.is_postgres:
+        pytest.skip("a server process ending a connection is PostgreSQL's")
+    alice = world.person("Alice")
+    streams = [str(uuid.uuid4()) for _ in range(3)]
+    fatal(world.ledger)
+    good = [alice.submission(s, "note.made", {"text": str(n)}) for n in range(2) for s in streams]
+    bad = alice.submission(streams[0], "note.made", {"text": FATAL})
+    answers = world.ledger.submit_many([*good[:3], bad, *good[3:]])
+    refused = answers.pop(3)
+    assert isinstance(refused, LedgerError) and refused.code == "unavailable"
+    assert all(isinstance(answer, Accepted) for answer in answers), answers
+    for s in streams:
+        accepted = world.ledger.submit(alice.submission(s, "note.made", {"text": "after"}))
+        assert accepted.receipt.seq == 3
+        assert world.ledger.check_stream(uuid.UUID(s)) == 3
