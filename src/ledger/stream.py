@@ -36,14 +36,6 @@ def record_id() -> UUID:
     return uuid5(_RECORD_NAMESPACE, uuid4().hex)
 
 
-def stream_entry(event: object, stream_id: UUID) -> Entry:
-    """The entry an event of a stream holds; `UnknownStream` if the id holds something else
-    (a record kept beside the streams, stored under a random id before records had their own)."""
-    if not isinstance(event, EntryRecorded):
-        raise UnknownStream(f"{stream_id} is not a stream: no statement may name it")
-    return event.entry
-
-
 @dataclass(frozen=True)
 class EntryRecorded:
     """The domain event of a stream: one entry, at version == seq."""
@@ -64,11 +56,19 @@ class StatementClaimed:
     hash: str
 
 
+def stream_entry(event: object, stream_id: UUID) -> Entry:
+    """The entry an event of a stream holds; `UnknownStream` if the id holds something else
+    (a record kept beside the streams, stored under a random id before records had their own)."""
+    if not isinstance(event, EntryRecorded):
+        raise UnknownStream(f"{stream_id} is not a stream: no statement may name it")
+    return event.entry
+
+
 class Record(msgspec.Struct, frozen=True, kw_only=True):
     """A fact the ledger keeps beside its streams, never in a chain (e.g. who read what).
 
-    Stored as canonical JSON under the subclass's pinned `topic`; subclasses register by
-    declaring one.
+    Its id comes from `record_id`, so that no statement can name it. Stored as canonical JSON
+    under the subclass's pinned `topic`; subclasses register by declaring one.
     """
 
     topics: ClassVar[dict[str, type[Record]]] = {}
