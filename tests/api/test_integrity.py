@@ -24,7 +24,7 @@ from ledger.stream import ENTRY_TOPIC, claim_id
 from tests.api.conftest import Served
 from tests.api.test_background import server, until
 from tests.api.test_events import Subprocess
-from tests.conftest import fingerprint
+from tests.conftest import fingerprint, tamper
 from tests.poison import MARKER, poison
 
 CASES = 3
@@ -237,23 +237,26 @@ def test_a_store_failure_in_a_group_answers_each_statement_by_what_happened(scen
     verified(served)
 
 
-def plant_undecodable_entry(served: Served) -> int:
+def plant_undecodable_entry(served: Served) -> tuple[uuid.UUID, int]:
     """A row under the entry topic that is not an entry, written through the store's own
-    recorder; returns the last notification before it that the projections follow."""
+    recorder; returns its id and the last notification before it that the projections follow."""
     followed = served.record.recorder.select_notifications(
         start=1, limit=100_000, topics=[ENTRY_TOPIC, access.READ_TOPIC]
     )
+    planted = uuid.uuid4()
     served.record.recorder.insert_events(
-        [StoredEvent(uuid.uuid4(), 1, ENTRY_TOPIC, b"this is not an entry")]
+        [StoredEvent(planted, 1, ENTRY_TOPIC, b"this is not an entry")]
     )
-    return followed[-1].id
+    return planted, followed[-1].id
 
 
-def test_a_follower_that_cannot_advance_says_so_in_health_and_metrics(served: Served) -> None:
+def test_a_follower_that_cannot_advance_says_so_in_health_and_metrics(
+    served: Served, store_url: str
+) -> None:
     lead = served.person("Dr Lee", "professional", profession="paediatrician")
     with served.client() as client:  # the projections include everything so far
         assert until(lambda: client.health().projections_lag == 0)
-    stuck_at = plant_undecodable_entry(served)
+    planted, stuck_at = plant_undecodable_entry(served)
     with served.client() as client:
 
         def degraded() -> bool:
@@ -275,6 +278,13 @@ def test_a_follower_that_cannot_advance_says_so_in_health_and_metrics(served: Se
         child = served.person("Kai", "child", born="2017-01-01")
         body = {"child": child.person, "title": "Meanwhile", "lead": lead.person}
         assert client.submit(lead.sign(case, "case.opened", body)).created
+        # Once the row is gone the follower advances again, and says so.
+        tamper(store_url, planted, 1, None, application=type(served.record))
+        assert until(lambda: client.health().status == "ok")
+        assert client.health().stuck == []
+        metrics = client.metrics()
+        assert "\naccord_followers_stuck 0.0" in metrics
+        assert "accord_follower_stuck_position{" not in metrics
 
 
 def test_a_stuck_follower_in_the_followers_process_is_reported_by_the_server(
