@@ -13,6 +13,7 @@ import base64
 import contextlib
 import heapq
 import itertools
+import logging
 import queue
 import re
 import threading
@@ -35,7 +36,9 @@ from domain.named import named_people
 from domain.record import DecisionRecord
 from ledger import access as access_records
 from ledger import bundle
+from ledger.errors import LedgerError, Unavailable
 from ledger.keys import public_key_b64, public_key_from_b64
+from ledger.leader import Stuck
 from ledger.ledger import Accepted, Receipt
 from ledger.log import Log, SealedEntry
 from ledger.statement import MAX_SUBMISSION_BYTES
@@ -52,6 +55,7 @@ GRANT = web.RequestKey("grant", Grant)  # the token's grant, once authenticated 
 _FEED_TASK = web.AppKey("feed", asyncio.Task[None])
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_log = logging.getLogger(__name__)
 
 
 class LedgerInfo(msgspec.Struct):
@@ -102,12 +106,23 @@ class PersonView(msgspec.Struct, omit_defaults=True):
     reviewer: bool = False
 
 
+class StuckView(msgspec.Struct):
+    """A follower that cannot advance: where it stopped, why (one line) and how often in a row."""
+
+    follower: str
+    position: int
+    error: str
+    failures: int
+
+
 class Health(msgspec.Struct):
-    """Liveness, and how far the projections are behind the log."""
+    """Liveness, how far the projections are behind the log, and any follower that cannot
+    advance (then `status` is "degraded")."""
 
     status: str
     leader: bool
     projections_lag: int
+    stuck: list[StuckView] = msgspec.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -144,7 +159,7 @@ class Service:
         self.feed: Feed
         self.tokens = access_records.TokenBook(self.record)
         self.projections = Projections(self.database)
-        self.metrics = Metrics(self.follower)
+        self.metrics = Metrics(self.follower, self.stuck)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="accord-writer")
         self._readers = ThreadPoolExecutor(
             self.settings.reader_threads, thread_name_prefix="accord-reader"
@@ -157,6 +172,10 @@ class Service:
         self._queue: queue.SimpleQueue[tuple[bytes, asyncio.Future[Accepted]] | None]
         self._queue = queue.SimpleQueue()
         self._committer: threading.Thread | None = None
+
+    def stuck(self) -> list[Stuck]:
+        """The followers that cannot advance, as the process running them last said."""
+        return [] if self.background is None else self.background.stuck
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a write in the writer thread (appends are serial in one process anyway)."""
@@ -191,12 +210,25 @@ class Service:
                     self._queue.put(None)  # stop after this group
                     break
                 group.append(item)
-            answers: list[Accepted | BaseException]
+            answers: list[Accepted | LedgerError]
             try:
-                answers = list(self.record.submit_many([data for data, _ in group]))
-            except Exception as exc:  # the store failed: every submission of the group fails
-                answers = [exc] * len(group)
+                answers = self.record.submit_many([data for data, _ in group])
+            except Exception:
+                # `submit_many` answers each statement, whatever fails; should it fail itself,
+                # no statement is answered for another's failure: each is tried alone.
+                _log.exception("a group of %d statements could not be submitted", len(group))
+                answers = [self._submit_alone(data) for data, _ in group]
             loop.call_soon_threadsafe(_settle, [future for _, future in group], answers)
+
+    def _submit_alone(self, data: bytes) -> Accepted | LedgerError:
+        try:
+            return self.record.submit_many([data])[0]
+        except Exception:
+            _log.exception("a statement could not be submitted")
+            return Unavailable(
+                "the statement could not be judged, and whether it was recorded is not known;"
+                " sending it again is safe"
+            )
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking read in a reader thread."""
@@ -266,9 +298,7 @@ class Service:
         self.tokens.close()
 
 
-def _settle(
-    futures: list[asyncio.Future[Accepted]], answers: list[Accepted | BaseException]
-) -> None:
+def _settle(futures: list[asyncio.Future[Accepted]], answers: list[Accepted | LedgerError]) -> None:
     for future, answer in zip(futures, answers, strict=True):
         if future.done():  # the client went away
             continue
@@ -409,7 +439,15 @@ ROUTES = (
         (400, 404),
         (Param("from", "int", required=True), Param("to", "int", required=True)),
     ),
-    Route("GET", "/healthz", "health", "Liveness and projection lag", Health, "anyone", (503,)),
+    Route(
+        "GET",
+        "/healthz",
+        "health",
+        "Liveness, projection lag, followers that cannot advance",
+        Health,
+        "anyone",
+        (503,),
+    ),
     Route("GET", "/metrics", "metrics", "Prometheus metrics", "text/plain", "anyone"),
     Route("GET", "/openapi.json", "openapi", "This description (OpenAPI 3.1)", JSON, "anyone"),
 )
@@ -512,7 +550,10 @@ class _Handlers:
         lag = await self.service.read(self.service.metrics.lag)
         background = self.service.background
         leader = background is not None and background.leading
-        return _json(Health("ok", leader, lag))
+        stuck = [
+            StuckView(s.follower, s.position, s.error, s.failures) for s in self.service.stuck()
+        ]
+        return _json(Health("degraded" if stuck else "ok", leader, lag, stuck))
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = await self.service.read(self.service.metrics.render)

@@ -3,16 +3,18 @@
 `Threads` runs them in the server's own process. `ChildProcess` (what `accord serve` uses) runs
 them in a child process, `python -m api.background`, so that their work does not compete with
 the request handlers and the writer for one interpreter lock: the server tells the child after
-each append, and the child reports each committed batch back, over two pipes. The child stops
-when told to or when the server's end of the pipe closes (the server died, however it died),
-never on a signal of its own: Ctrl-C reaches the whole process group, and the server stops the
-child in order, after the last requests. A child that dies is started again.
+each append, and the child reports each committed batch back, and any follower that cannot
+advance, over two pipes. The child stops when told to or when the server's end of the pipe
+closes (the server died, however it died), never on a signal of its own: Ctrl-C reaches the
+whole process group, and the server stops the child in order, after the last requests. A child
+that dies is started again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from api.home import Home
+from ledger.leader import Stuck
 from ledger.log import Sealer
 from projections.database import Database
 from projections.follower import Follower
@@ -41,6 +44,11 @@ class Background(Protocol):
     @property
     def leading(self) -> bool:
         """Whether this server's projection follower holds the follower lock."""
+        ...
+
+    @property
+    def stuck(self) -> list[Stuck]:
+        """The followers that cannot advance (none, normally), and why."""
         ...
 
     def start(self, loop: asyncio.AbstractEventLoop, projected: Report, sealed: Report) -> None:
@@ -70,6 +78,11 @@ class Threads:
     def leading(self) -> bool:
         return self.follower.leading
 
+    @property
+    def stuck(self) -> list[Stuck]:
+        progress = (self.follower.progress, self.sealer.progress)
+        return [p.stuck for p in progress if p.stuck is not None]
+
     def start(self, loop: asyncio.AbstractEventLoop, projected: Report, sealed: Report) -> None:
         self.follower.on_commit(lambda nid: loop.call_soon_threadsafe(projected, nid))
         self.sealer.on_commit(lambda size: loop.call_soon_threadsafe(sealed, size))
@@ -97,11 +110,16 @@ class ChildProcess:
         self._wake: Connection | None = None  # to the child
         self._lock = threading.Lock()  # appends come from the writer threads
         self._leading = False
+        self._stuck: dict[str, Stuck] = {}  # as the child last reported, by follower
         self._stopping = False
 
     @property
     def leading(self) -> bool:
         return self._leading
+
+    @property
+    def stuck(self) -> list[Stuck]:
+        return list(self._stuck.values())
 
     def start(self, loop: asyncio.AbstractEventLoop, projected: Report, sealed: Report) -> None:
         self._loop, self._projected, self._sealed = loop, projected, sealed
@@ -134,12 +152,19 @@ class ChildProcess:
                     self._projected(value)
                 elif kind == "sealed":
                     self._sealed(value)
+                elif kind == "stuck":
+                    name, stuck = value
+                    if stuck is None:
+                        self._stuck.pop(name, None)
+                    else:
+                        self._stuck[name] = stuck
                 else:
                     self._leading = bool(value)
         except (EOFError, OSError):
             self._loop.remove_reader(report.fileno())
             report.close()
             self._leading = False
+            self._stuck.clear()  # a new child reports afresh
             if not self._stopping:
                 _log.error("the followers' process ended; starting it again")
                 self._loop.call_later(_RESTART, self._spawn)
@@ -173,7 +198,7 @@ def _child(home_path: str, wake: Connection, report: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     lock = threading.Lock()
 
-    def send(kind: str, value: int | bool) -> None:
+    def send(kind: str, value: object) -> None:
         with lock, contextlib.suppress(OSError):  # OSError: the server has gone
             report.send((kind, value))
 
@@ -184,6 +209,8 @@ def _child(home_path: str, wake: Connection, report: Connection) -> None:
     followers = Threads(Home.load(Path(home_path)), store)
     followers.follower.on_commit(lambda nid: send("projected", nid))
     followers.sealer.on_commit(lambda size: send("sealed", size))
+    for progress in (followers.follower.progress, followers.sealer.progress):
+        progress.on_change(functools.partial(_report_stuck, send, progress.name))
     followers.sealer.start(poll=_POLL)
     followers.follower.start(poll=_POLL)
     leading = False
@@ -202,6 +229,10 @@ def _child(home_path: str, wake: Connection, report: Connection) -> None:
     finally:
         followers.stop()
         report.close()
+
+
+def _report_stuck(send: Callable[[str, object], None], name: str, stuck: Stuck | None) -> None:
+    send("stuck", (name, stuck))
 
 
 _log = logging.getLogger(__name__)

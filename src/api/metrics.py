@@ -1,4 +1,5 @@
-"""Prometheus metrics of one API process: requests, latencies, appends, rejections, lag.
+"""Prometheus metrics of one API process: requests, latencies, appends, rejections, lag, and
+followers that cannot advance.
 
 Routes are labelled by their template (`/v1/cases/{case}/plan`), never by the raw path, so
 ids stay out of the metrics and their number stays bounded; no header is ever a label.
@@ -21,6 +22,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ledger.access import READ_TOPIC
+from ledger.leader import Stuck
 from ledger.stream import ENTRY_TOPIC
 from projections.follower import Follower
 
@@ -34,8 +36,9 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, follower: Follower) -> None:
+    def __init__(self, follower: Follower, stuck: Callable[[], list[Stuck]] = list) -> None:
         self.follower = follower
+        self.stuck = stuck  # the followers that cannot advance, wherever they run
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "accord_http_requests",
@@ -64,6 +67,24 @@ class Metrics:
             "Log notifications the projections have not applied yet",
             registry=self.registry,
         )
+        self.followers_stuck = Gauge(
+            "accord_followers_stuck",
+            "Followers (projections, sealer) whose steps keep failing: /healthz says degraded",
+            registry=self.registry,
+        )
+        self.stuck_position = Gauge(
+            "accord_follower_stuck_position",
+            "Where a follower that cannot advance has stopped (projections: notification id;"
+            " sealer: log size), by follower",
+            ["follower"],
+            registry=self.registry,
+        )
+        self.stuck_failures = Gauge(
+            "accord_follower_failures",
+            "Failed steps in a row of a follower that cannot advance, by follower",
+            ["follower"],
+            registry=self.registry,
+        )
 
     def lag(self) -> int:
         """How many entries and recorded reads the projections have still to apply."""
@@ -76,6 +97,14 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition (blocking: it measures the follower's lag)."""
         self.follower_lag.set(self.lag())
+        stuck = self.stuck()
+        self.followers_stuck.set(len(stuck))
+        # Only followers stuck now have these series: a recovered one's disappear.
+        self.stuck_position.clear()
+        self.stuck_failures.clear()
+        for follower in stuck:
+            self.stuck_position.labels(follower.follower).set(follower.position)
+            self.stuck_failures.labels(follower.follower).set(follower.failures)
         return generate_latest(self.registry)
 
     @web.middleware

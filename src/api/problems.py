@@ -37,6 +37,7 @@ STATUS = {
     "not_permitted": 422,
     "rule_violated": 422,
     "stale_reference": 422,
+    "unknown_stream": 422,
     "busy": 503,
     "unavailable": 503,
     "timeout": 408,

@@ -8,7 +8,6 @@ ledger, survive every projection rebuild, and are on the same backups.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from uuid import UUID
 
@@ -16,7 +15,7 @@ from eventsourcing.application import LRUCache
 from eventsourcing.persistence import IntegrityError
 
 from ledger.ledger import Ledger
-from ledger.stream import Record
+from ledger.stream import Record, record_id
 from ledger.tables import Tables
 
 TOKEN_TOPIC = "accord.ledger:token.v1"
@@ -61,7 +60,7 @@ def issue(
 ) -> TokenIssued:
     """Record a new token's digest; the caller keeps the secret and hands it out once."""
     issued = TokenIssued(
-        originator_id=uuid.uuid4(),
+        originator_id=record_id(),
         person=person,
         scope=scope,
         digest=digest,
@@ -109,6 +108,7 @@ class TokenBook:
         table = ledger.recorder.events_table_name  # type: ignore[attr-defined]
         self._revoked_sql = (
             f"SELECT 1 FROM {table} WHERE originator_id = ? AND originator_version = 2"
+            " AND topic = ?"
         )
 
     def valid(self, token_id: UUID) -> TokenIssued | None:
@@ -122,7 +122,7 @@ class TokenBook:
             self._issued.put(token_id, found)
             return found
         key: UUID | str = token_id if self.tables.postgres else token_id.hex
-        if self.tables.query(self._revoked_sql, (key,)):
+        if self.tables.query(self._revoked_sql, (key, REVOCATION_TOPIC)):
             self._issued.get(token_id, evict=True)
             return None
         return issued
@@ -147,7 +147,7 @@ def tokens(ledger: Ledger) -> Iterator[tuple[TokenIssued, TokenRevoked | None]]:
 def record_read(ledger: Ledger, person: str, token: str, stream: str, what: str) -> ReadRecorded:
     """Record a read before its data is served; followers see it like an entry."""
     read = ReadRecorded(
-        originator_id=uuid.uuid4(),
+        originator_id=record_id(),
         person=person,
         token=token,
         stream=stream,

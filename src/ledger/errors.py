@@ -67,6 +67,18 @@ class Busy(LedgerError):
     code = "busy"
 
 
+class UnknownStream(LedgerError):
+    """The id names something kept beside the streams (a token, a recorded read), not a stream."""
+
+    code = "unknown_stream"
+
+
+class Unavailable(LedgerError):
+    """The store failed while a statement was being recorded; it was not recorded."""
+
+    code = "unavailable"
+
+
 class IntegrityViolation(LedgerError):
     """Stored data does not check out: a changed, missing or reordered entry."""
 

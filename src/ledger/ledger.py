@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 from uuid import UUID
@@ -27,6 +29,7 @@ from ledger.errors import (
     NotPermitted,
     SignatureInvalid,
     StatementConflict,
+    Unavailable,
     WrongLedger,
 )
 from ledger.keys import Ed25519PublicKey, kid
@@ -41,11 +44,13 @@ from ledger.stream import (
     Stream,
     claim_id,
     fold,
+    stream_entry,
 )
 
 _PAGE = 500
 _MAX_ATTEMPTS = 200
 _CACHED_STREAMS = 1000
+_log = logging.getLogger(__name__)
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -125,7 +130,10 @@ class Ledger(Application[UUID]):
         """Verify a submission and append it; raises a `LedgerError` and stores nothing if bad."""
         submission, stream_id = self._parse(data)
         with self._append_lock:
-            return self._submit(submission, stream_id)
+            answer = self._judge(submission, stream_id)
+        if isinstance(answer, LedgerError):
+            raise answer
+        return answer
 
     def submit_many(self, batch: Sequence[bytes]) -> list[Accepted | LedgerError]:
         """Submit several statements at once, each answered as `submit` would answer it (an
@@ -136,6 +144,9 @@ class Ledger(Application[UUID]):
         directory statement, a second use of an id, a rule or signature failure, a stream
         another process moved on) is judged alone, exactly as `submit` would, after the
         transaction, which then holds nothing its answer could depend on.
+
+        If the transaction fails in any way, every statement of the batch is judged alone,
+        on states read again from the store: none is answered for another's failure.
         """
         answers: list[Accepted | LedgerError | None] = [None] * len(batch)
         parsed: list[tuple[int, Submission, UUID]] = []
@@ -147,10 +158,7 @@ class Ledger(Application[UUID]):
         with self._append_lock:
             alone = self._append_together(parsed, answers) if len(parsed) > 1 else parsed
             for i, submission, stream_id in alone:
-                try:
-                    answers[i] = self._submit(submission, stream_id)
-                except LedgerError as exc:
-                    answers[i] = exc
+                answers[i] = self._judge(submission, stream_id)
         assert all(answer is not None for answer in answers)
         return cast(list[Accepted | LedgerError], answers)
 
@@ -176,7 +184,6 @@ class Ledger(Application[UUID]):
         could change may go ahead of it: no later statement of its stream or with its id, and
         nothing after a directory statement (which may bind or revoke the keys of any).
         """
-        directory = cast(Directory, self._state(self.directory_id, fresh=True))
         alone: list[tuple[int, Submission, UUID]] = []
         together: list[tuple[int, str, Entry]] = []
         events: list[EntryRecorded | StatementClaimed] = []
@@ -189,49 +196,56 @@ class Ledger(Application[UUID]):
             ids.add(item[1].statement.id)
             waiting.add(item[2])
 
-        for item in parsed:
-            i, submission, stream_id = item
-            statement = submission.statement
-            if (
-                stream_id == self.directory_id
-                or self.directory_id in waiting
-                or stream_id in waiting
-                or statement.id in ids
-            ):
-                wait(item)
-                continue
-            try:
-                signer, record = self._signer(submission, directory, stream_id)
-                if not submission.signature_valid(signer):
-                    raise SignatureInvalid("the signature does not verify over the statement")
-                stream = touched.get(stream_id) or self._state(stream_id, fresh=False)
-                recorded_at = self.clock.next(directory.recorded_at, after=stream.recorded_at)
-                if record is not None:
-                    directory.check_valid(record, recorded_at)
-                self._admit(stream, submission, signer, directory, recorded_at)
-            except LedgerError:
-                wait(item)  # the answer (or a repeat's receipt) comes from `_submit`
-                continue
-            entry = _next_entry(submission, stream, recorded_at)
-            # Later statements of this batch are judged on the stream with this entry in it.
-            stream.apply(entry)
-            touched[stream_id] = stream
-            ids.add(statement.id)
-            together.append((i, statement.stream, entry))
-            events.append(EntryRecorded(stream_id, entry.seq, entry))
-            events.append(
-                StatementClaimed(claim_id(statement.id), 1, statement.stream, entry.seq, entry.hash)
-            )
-        if not events:
-            return alone
         try:
+            directory = cast(Directory, self._state(self.directory_id, fresh=True))
+            for item in parsed:
+                i, submission, stream_id = item
+                statement = submission.statement
+                if (
+                    stream_id == self.directory_id
+                    or self.directory_id in waiting
+                    or stream_id in waiting
+                    or statement.id in ids
+                ):
+                    wait(item)
+                    continue
+                try:
+                    signer, record = self._signer(submission, directory, stream_id)
+                    if not submission.signature_valid(signer):
+                        raise SignatureInvalid("the signature does not verify over the statement")
+                    stream = touched.get(stream_id) or self._state(stream_id, fresh=False)
+                    recorded_at = self.clock.next(directory.recorded_at, after=stream.recorded_at)
+                    if record is not None:
+                        directory.check_valid(record, recorded_at)
+                    self._admit(stream, submission, signer, directory, recorded_at)
+                except LedgerError:
+                    wait(item)  # the answer (or a repeat's receipt) comes from `_judge`
+                    continue
+                entry = _next_entry(submission, stream, recorded_at)
+                # Later statements of this batch are judged on the stream with this entry in it.
+                touched[stream_id] = stream
+                stream.apply(entry)
+                ids.add(statement.id)
+                together.append((i, statement.stream, entry))
+                events.append(EntryRecorded(stream_id, entry.seq, entry))
+                events.append(
+                    StatementClaimed(
+                        claim_id(statement.id), 1, statement.stream, entry.seq, entry.hash
+                    )
+                )
+            if not events:
+                return alone
             recordings = self.events.put(events)
         except BaseException as exc:
-            # The cached states that took this batch's entries are wrong now.
-            for stream_id in touched:
-                self._states.get(stream_id, evict=True)
             if isinstance(exc, IntegrityError):
+                self._forget(touched)  # these states took this batch's entries: wrong now
                 return parsed  # a repeat, or a stream another process moved on: one by one
+            # A failure of any other kind may have come while a state was being read, or
+            # before the batch's entries were all applied: read every state it named again.
+            self._forget([self.directory_id, *(stream_id for _, _, stream_id in parsed)])
+            if isinstance(exc, Exception):
+                _log.warning("a group commit failed; judging its statements alone", exc_info=True)
+                return parsed
             raise
         self._notify(recordings)
         for n, (i, stream_name, entry) in enumerate(together):
@@ -239,6 +253,50 @@ class Ledger(Application[UUID]):
             notification_id = recordings[2 * n].notification.id
             answers[i] = Accepted(receipt, created=True, notification_id=notification_id)
         return alone
+
+    def _judge(self, submission: Submission, stream_id: UUID) -> Accepted | LedgerError:
+        """Submit one statement alone: its `Accepted`, or the `LedgerError` that refuses it.
+
+        A failure of any other kind (the store's, or a fault of ours) is answered by what
+        really happened to the statement: its receipt if it was recorded after all, otherwise
+        `Unavailable`. Only called under the append lock.
+        """
+        try:
+            return self._submit(submission, stream_id)
+        except LedgerError as exc:
+            return exc
+        except Exception as exc:
+            _log.warning("recording a statement failed", exc_info=True)
+            self._forget([self.directory_id, stream_id])
+            return self._outcome(submission, exc)
+
+    def _outcome(self, submission: Submission, failure: Exception) -> Accepted | LedgerError:
+        """What happened to a statement whose recording failed with `failure`."""
+        try:
+            repeat = self._repeat(submission)
+        except LedgerError as exc:
+            return exc
+        except Exception:
+            unknown = Unavailable(
+                "the store failed while recording this statement, and whether it was recorded"
+                " could not be checked; sending it again is safe"
+            )
+            unknown.__cause__ = failure
+            return unknown
+        if repeat is not None:
+            return Accepted(repeat, created=False)
+        refused = Unavailable(
+            "the store failed while recording this statement; it was not recorded, and sending"
+            " it again is safe"
+        )
+        refused.__cause__ = failure
+        return refused
+
+    def _forget(self, stream_ids: Iterable[UUID]) -> None:
+        """Drop cached states, to be read again from the store when next needed."""
+        for stream_id in stream_ids:
+            with contextlib.suppress(KeyError):  # not cached
+                self._states.get(stream_id, evict=True)
 
     def _submit(self, submission: Submission, stream_id: UUID) -> Accepted:
         statement = submission.statement
@@ -316,9 +374,9 @@ class Ledger(Application[UUID]):
 
     def _repeat(self, submission: Submission) -> Receipt | None:
         claims = list(self.events.get(claim_id(submission.statement.id), limit=1))
-        if not claims:
+        if not claims or not isinstance(claims[0], StatementClaimed):
             return None
-        claim = cast(StatementClaimed, claims[0])
+        claim = claims[0]
         entry = self.entry(UUID(claim.stream), claim.seq)
         if entry.statement_bytes != submission.statement_bytes or entry.sig != submission.sig:
             raise StatementConflict(
@@ -407,7 +465,7 @@ class Ledger(Application[UUID]):
     def entry(self, stream_id: UUID, seq: int) -> Entry:
         """One entry of a stream by its seq."""
         for event in self.events.get(stream_id, gt=seq - 1, lte=seq):
-            return cast(EntryRecorded, event).entry
+            return stream_entry(event, stream_id)
         raise LookupError(f"stream {stream_id} has no entry {seq}")
 
     def entries(self, stream_id: UUID, after: int = 0, upto: int | None = None) -> Iterator[Entry]:
@@ -415,7 +473,7 @@ class Ledger(Application[UUID]):
         while True:
             page = list(self.events.get(stream_id, gt=after, lte=upto, limit=_PAGE))
             for event in page:
-                yield cast(EntryRecorded, event).entry
+                yield stream_entry(event, stream_id)
             if len(page) < _PAGE:
                 return
             after = page[-1].originator_version

@@ -28,7 +28,7 @@ from ledger import merkle
 from ledger.checkpoint import Checkpoint
 from ledger.errors import IntegrityViolation, LedgerError
 from ledger.keys import Ed25519PrivateKey
-from ledger.leader import Leadership, lead_and_follow
+from ledger.leader import Leadership, Progress, lead_and_follow
 from ledger.ledger import Ledger
 from ledger.stream import ENTRY_TOPIC
 from ledger.tables import PARAMETERS, Cursor, EventRow, EventRows, Tables, dashed, insert_sql
@@ -228,6 +228,7 @@ class Sealer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[int], object]] = []
+        self.progress = Progress("sealer", self.log.size)  # the sealed size, and any failure
         ledger.on_append(self._wake.set)
 
     def on_commit(self, callback: Callable[[int], object]) -> None:
@@ -466,7 +467,13 @@ class Sealer:
             self._frontier = None  # whoever led before may have sealed more
 
         lead_and_follow(
-            self.leadership, self.run_once, self._stop, self._wake, min(poll, self.interval), led
+            self.leadership,
+            self.run_once,
+            self._stop,
+            self._wake,
+            min(poll, self.interval),
+            led,
+            self.progress,
         )
 
 

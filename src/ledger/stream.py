@@ -5,25 +5,35 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from uuid import UUID, uuid5
+from uuid import UUID, uuid4, uuid5
 
 import msgspec
 from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
 
 from ledger.canonical import canonical, loads
 from ledger.entry import GENESIS_PREV, Entry, read_entry
-from ledger.errors import IntegrityViolation, LedgerError, Malformed
+from ledger.errors import IntegrityViolation, LedgerError, Malformed, UnknownStream
 
 # Pinned topics: stored rows name these strings, never a Python class path.
 ENTRY_TOPIC = "accord.ledger:entry.v1"
 CLAIM_TOPIC = "accord.ledger:claim.v1"
 
 _CLAIM_NAMESPACE = UUID("6f1d3c1e-7a0b-5b7e-9c55-0a3c2f5f4a11")
+_RECORD_NAMESPACE = UUID("56b74a35-828d-4880-90b0-ac0dfee2be7b")
 
 
 def claim_id(statement_id: str) -> UUID:
     """The id of the one-event aggregate that reserves a statement id (idempotency)."""
     return uuid5(_CLAIM_NAMESPACE, statement_id)
+
+
+def record_id() -> UUID:
+    """A fresh id for a record kept beside the streams.
+
+    A v5 UUID in a namespace of its own: statements may name only v4 and v7 ids (and the
+    directory's), so no statement can name a record, and no record shares an id with a stream.
+    """
+    return uuid5(_RECORD_NAMESPACE, uuid4().hex)
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,19 @@ class StatementClaimed:
     hash: str
 
 
+def stream_entry(event: object, stream_id: UUID) -> Entry:
+    """The entry an event of a stream holds; `UnknownStream` if the id holds something else
+    (a record kept beside the streams, stored under a random id before records had their own)."""
+    if not isinstance(event, EntryRecorded):
+        raise UnknownStream(f"{stream_id} is not a stream: no statement may name it")
+    return event.entry
+
+
 class Record(msgspec.Struct, frozen=True, kw_only=True):
     """A fact the ledger keeps beside its streams, never in a chain (e.g. who read what).
 
-    Stored as canonical JSON under the subclass's pinned `topic`; subclasses register by
-    declaring one.
+    Its id comes from `record_id`, so that no statement can name it. Stored as canonical JSON
+    under the subclass's pinned `topic`; subclasses register by declaring one.
     """
 
     topics: ClassVar[dict[str, type[Record]]] = {}

@@ -29,7 +29,7 @@ from ledger.access import READ_TOPIC
 from ledger.directory import Directory
 from ledger.entry import follow_entry
 from ledger.errors import IntegrityViolation, Malformed
-from ledger.leader import Leadership, lead_and_follow
+from ledger.leader import Leadership, Progress, lead_and_follow
 from ledger.ledger import Ledger
 from ledger.stream import ENTRY_TOPIC, Record, Stream
 from ledger.tables import EventRow, EventRows, Tables, insert_sql
@@ -74,6 +74,8 @@ class Follower:
         self.leadership = Leadership(ledger.store, "follower")
         self._directory: Directory | None = None
         self._listeners: list[Callable[[int], object]] = []
+        # Where the projections are, and whether they can advance (see `health`).
+        self.progress = Progress("projections", self.caught_up_to)
         ledger.on_append(self._wake.set)
 
     def on_commit(self, callback: Callable[[int], object]) -> None:
@@ -312,7 +314,9 @@ class Follower:
         self.resign()
 
     def _run(self, poll: float) -> None:
-        lead_and_follow(self.leadership, self.run_once, self._stop, self._wake, poll)
+        lead_and_follow(
+            self.leadership, self.run_once, self._stop, self._wake, poll, progress=self.progress
+        )
 
     def try_lead(self) -> bool:
         """Take the follower lock (advisory on PostgreSQL, a file lock on SQLite) if free."""
