@@ -12,7 +12,8 @@ Format `accord.bundle.v1` (one JSON document)::
 
 `entries` is the stream from seq 1, complete up to the checkpoint. `directory` holds the
 directory's two opening entries (the authority and its key) and every entry that registers,
-binds, revokes or appoints a person or key the stream's entries use or name: other people in
+binds, revokes or appoints a person or key the stream's entries use or name, or registers an
+organisation they name: other people in
 the directory are not disclosed. A bundle proves that what it holds is genuine, in the signed
 log, and the case from its first entry without a gap; it cannot prove that nothing *after* its
 last entry, or no revocation of a key, was left out: that rests on the exporter (a full
@@ -97,7 +98,12 @@ def export(ledger: Ledger, log: Log, stream: UUID, ledger_key: Ed25519PublicKey)
     directory = []
     for entry in ledger.entries(ledger.directory_id):
         body = loads(entry.statement_bytes)["body"]
-        if entry.seq <= 2 or body.get("person") in named or body.get("kid") in named:
+        if (
+            entry.seq <= 2
+            or body.get("person") in named
+            or body.get("kid") in named
+            or body.get("organisation") in named  # the registration the rules check it by
+        ):
             position = log.position(entry.hash)
             if position is not None and position < latest.size:
                 directory.append(_item(log, position, entry, latest.size))

@@ -359,15 +359,19 @@ class Directory(Stream):
             if person.appointed(role) is not None:
                 raise NotPermitted(f"{person.name} is already an appointed {role}")
             if person.kind not in ("adult", "professional"):
-                raise NotPermitted(f"{person.name} is a {person.kind}, who cannot be a {role}")
+                raise NotPermitted(
+                    f"{person.name} is of kind {person.kind}; only adults and professionals"
+                    f" are appointed {role}"
+                )
         elif isinstance(body, ReviewerRemoved | AdministratorRemoved):
             person = self._registered(body.person)
             role = _role(body)
             if person.appointed(role) is None:
                 raise NotPermitted(f"{person.name} is not an appointed {role}")
-        elif isinstance(body, OrganisationRegistered):
-            if body.organisation in self.organisations or body.organisation in self.persons:
-                raise NotPermitted(f"organisation {body.organisation} is already registered")
+        elif isinstance(body, OrganisationRegistered) and (
+            body.organisation in self.organisations or body.organisation in self.persons
+        ):
+            raise NotPermitted(f"organisation {body.organisation} is already registered")
 
     def _admit_genesis(self, statement: Statement, body: Any) -> None:
         if not (

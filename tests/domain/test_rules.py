@@ -1462,6 +1462,8 @@ def test_a_shares_recipient_under_consent_is_the_consents_organisation_shown_by_
     consent = scene.say("grace", "consent.given", scene.sharing()).hash
     surgery = scene.world.organisation(SURGERY)
     error = scene.reject(
-        Attempt("lead", "information.shared", {**scene.share(consent=consent), "recipient": surgery})
+        Attempt(
+            "lead", "information.shared", {**scene.share(consent=consent), "recipient": surgery}
+        )
     )
     assert_explains(error, "rule_violated", "R12", (PREFERRED, SURGERY))
