@@ -7,13 +7,19 @@ import uuid
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from api import tokens
 from api.tokens import Scope, TokenError
+from domain.bodies import SharingScope
+from domain.worked_case import SCHOOL
+from ledger import access
 from ledger.errors import NotPermitted
 from tests.api.conftest import Served
 from tests.api.test_authorisation import assert_problem, bearer, get
 from tests.api.test_cli import CLI
-from tests.conftest import fingerprint
+from tests.conftest import World, fingerprint
 
 
 def status_of(served: Served, token: str, path: str) -> int:
@@ -194,3 +200,60 @@ def test_the_command_line_issues_tokens_only_as_r19_allows(
     token = cli.ok("token", "issue", "--person", clerk, "--scope", "reviewer")
     assert "no longer work" in cli.ok("reviewer", "remove", "--person", clerk)
     assert status_of(served, token, f"/v1/cases/{uuid.uuid4()}/plan") == 401
+
+
+# -- a property: tokens follow the appointments, whatever the order of events --------------------
+
+ROLES = {Scope.REVIEWER: "reviewer", Scope.ADMIN: "administrator"}
+STEPS = st.lists(
+    st.tuples(st.sampled_from(["appoint", "remove"]), st.sampled_from(list(ROLES))), max_size=8
+)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=STEPS)
+def test_reviewer_and_admin_tokens_work_exactly_while_appointed(
+    world: World, steps: list[tuple[str, Scope]]
+) -> None:
+    person = world.authority.register(f"Pat {uuid.uuid4().hex[:6]}", "professional")
+    book = access.TokenBook(world.ledger)
+    appointed: set[Scope] = set()
+    issued: dict[Scope, list[str]] = {scope: [] for scope in ROLES}
+    try:
+        for action, scope in steps:
+            role = ROLES[scope]
+            act = getattr(world.authority, f"{action}_{role}")
+            args = (person,) if action == "appoint" else (person, "a reason")
+            if (action == "appoint") == (scope in appointed):
+                with pytest.raises(NotPermitted):
+                    act(*args)  # appointing twice, or removing someone not appointed
+            else:
+                act(*args)
+                appointed ^= {scope}
+            for each in ROLES:
+                if each in appointed:
+                    issued[each].append(tokens.issue(world.ledger, person, each))
+                else:
+                    with pytest.raises(TokenError):
+                        tokens.issue(world.ledger, person, each)
+                for token in issued[each]:
+                    grant = tokens.authenticate(book, f"Bearer {token}")
+                    assert (grant is not None) == (each in appointed), (steps, each)
+    finally:
+        book.close()
+
+
+def test_views_show_an_organisations_registered_name_beside_its_id(served: Served) -> None:
+    played = served.play_worked_case()
+    grace = served.people["Grace Okoye"]
+    with served.client(served.token(grace, Scope.MEMBER)) as client:
+        plan = client.plan(played.case)
+        register = client.register(played.case)
+    (partner,) = [m for m in plan.members if m.role == "external_partner"]
+    assert (partner.organisation, partner.organisation_name) == (played.school, SCHOOL)
+    (sharing,) = [c for c in register.consents if isinstance(c.scope, SharingScope)]
+    assert (sharing.scope.organisation, sharing.organisation_name) == (played.school, SCHOOL)
+    (share,) = register.shares
+    assert (share.recipient, share.recipient_name) == (played.school, SCHOOL)
