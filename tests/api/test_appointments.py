@@ -254,6 +254,7 @@ def test_views_show_an_organisations_registered_name_beside_its_id(served: Serve
     (partner,) = [m for m in plan.members if m.role == "external_partner"]
     assert (partner.organisation, partner.organisation_name) == (played.school, SCHOOL)
     (sharing,) = [c for c in register.consents if isinstance(c.scope, SharingScope)]
+    assert isinstance(sharing.scope, SharingScope)
     assert (sharing.scope.organisation, sharing.organisation_name) == (played.school, SCHOOL)
     (share,) = register.shares
     assert (share.recipient, share.recipient_name) == (played.school, SCHOOL)
