@@ -411,6 +411,8 @@ def _token_list(args: argparse.Namespace) -> int:
         names = {p.id: p.name for p in directory.persons.values()}
         for issued, revoked in access.tokens(ledger):
             state = f"revoked {revoked.revoked_at}" if revoked else "active"
+            if not revoked and not tokens.in_office(directory, issued.person, Scope(issued.scope)):
+                state = "appointment ended"
             org = ""
             if issued.organisation:
                 name = directory.organisation_name(issued.organisation)
@@ -551,7 +553,8 @@ def _remove(args: argparse.Namespace) -> int:
             authority.remove_reviewer(args.person, args.reason)
         else:
             authority.remove_administrator(args.person, args.reason)
-    print(f"removed {args.person} as {args.role}; their {args.role} tokens no longer work")
+    scope = "reviewer" if args.role == "reviewer" else "admin"
+    print(f"removed {args.person} as {args.role}; their {scope} tokens no longer work")
     return 0
 
 

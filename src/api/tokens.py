@@ -60,7 +60,7 @@ def issue(ledger: Ledger, person: str, scope: Scope, organisation: str | None = 
         raise TokenError(f"{known.name} is not a service; service tokens are for services only")
     if scope is not Scope.SERVICE and known.kind == "service":
         raise TokenError(f"{known.name} is a service; a service gets only service tokens")
-    if not _in_office(directory, person, scope):
+    if not in_office(directory, person, scope):
         raise TokenError(f"{known.name} is not an appointed {_OFFICES[scope]}")
     if organisation is not None:
         if scope is not Scope.SERVICE:
@@ -106,7 +106,7 @@ def authenticate(book: access.TokenBook, header: str | None) -> Grant | None:
     scope = Scope(issued.scope)
     # Ending an appointment ends its tokens: checked against the directory as it is now, which
     # the ledger caches until the directory changes (in this process or any other).
-    if scope in _OFFICES and not _in_office(book.ledger.directory(), issued.person, scope):
+    if scope in _OFFICES and not in_office(book.ledger.directory(), issued.person, scope):
         return None
     return Grant(token_id.hex, issued.person, scope, issued.organisation)
 
@@ -114,7 +114,7 @@ def authenticate(book: access.TokenBook, header: str | None) -> Grant | None:
 _OFFICES = {Scope.REVIEWER: "reviewer", Scope.ADMIN: "administrator"}
 
 
-def _in_office(directory: Directory, person: str, scope: Scope) -> bool:
+def in_office(directory: Directory, person: str, scope: Scope) -> bool:
     """Whether the person holds the appointment a token of `scope` needs (if it needs one)."""
     office = _OFFICES.get(scope)
     if office is None:

@@ -200,6 +200,9 @@ def test_the_command_line_issues_tokens_only_as_r19_allows(
     token = cli.ok("token", "issue", "--person", clerk, "--scope", "reviewer")
     assert "no longer work" in cli.ok("reviewer", "remove", "--person", clerk)
     assert status_of(served, token, f"/v1/cases/{uuid.uuid4()}/plan") == 401
+    states = {line.split()[1]: line for line in cli.ok("token", "list").splitlines()}
+    assert states["reviewer"].endswith("appointment ended")
+    assert states["admin"].endswith("active")
 
 
 # -- a property: tokens follow the appointments, whatever the order of events --------------------
