@@ -13,7 +13,7 @@ if not __package__:  # run as a file: bench/ must not shadow the `domain` packag
 
 from bench.common import Note, Reference, compared, rate, report, store_urls
 from domain.record import DecisionRecord
-from domain.worked_case import CAST, birth_date, play
+from domain.worked_case import CAST, SCHOOL, birth_date, play
 from ledger import keys
 from ledger.author import Author
 from ledger.authority import Authority
@@ -37,7 +37,8 @@ def build_case(record: DecisionRecord, authority: Authority) -> tuple[uuid.UUID,
         authority.bind(person_id, key.public_key())
         authors[person.handle] = Author(ORIGIN, person_id, key)
     case = str(uuid.uuid4())
-    played = play(case, authors, lambda data: record.submit(data).receipt, start)
+    school = authority.register_organisation(SCHOOL)
+    played = play(case, authors, lambda data: record.submit(data).receipt, start, school)
     # The decision is agreed now; opinions on a new one keep the case growing realistically.
     decision = str(uuid.uuid4())
     lead = authors["okafor"]

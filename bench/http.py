@@ -63,7 +63,7 @@ from api.home import Home
 from api.tokens import Scope, issue
 from bench.common import Result, compared, free_port, rate, report, store_urls, wait_until_healthy
 from domain.record import DecisionRecord
-from domain.worked_case import CAST, birth_date, play
+from domain.worked_case import CAST, SCHOOL, birth_date, play
 from ledger import keys
 from ledger.author import Author
 from ledger.authority import Authority
@@ -173,7 +173,10 @@ def prepare(record: DecisionRecord, authority: Authority) -> Prepared:
         )
         authority.bind(person, key.public_key())
         authors[p.handle] = Author(ORIGIN, person, key)
-    played = play(str(uuid.uuid4()), authors, lambda data: record.submit(data).receipt, start)
+    school = authority.register_organisation(SCHOOL)
+    played = play(
+        str(uuid.uuid4()), authors, lambda data: record.submit(data).receipt, start, school
+    )
     reviewer = authority.register("Bench Reviewer", "professional")
     authority.appoint_reviewer(reviewer)
     return Prepared(

@@ -105,9 +105,8 @@ def catch_up_row(store: str, url: str, directory: Path, profile: bool) -> Result
         f"[dim]{store}: built, sealed and projected {SIZE:,} entries in {_since(started)}"
     )
     with home.open_ledger() as record:
-        authority = record.directory().authority
-        assert authority is not None
-        token = issue(record, authority, Scope.SERVICE)
+        service = home.authority(record).register("Catch-up Service", "service")
+        token = issue(record, service, Scope.SERVICE)
         total = record.size()
     with serving(home.path, directory / "catch-up.prof" if profile else None) as server:
         settle(server)

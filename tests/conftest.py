@@ -83,6 +83,13 @@ class World:
     authority_key: keys.Ed25519PrivateKey
     authority: Authority
     people: dict[str, Author] = field(default_factory=dict)
+    organisations: dict[str, str] = field(default_factory=dict)
+
+    def organisation(self, name: str) -> str:
+        """Register the organisation `name` (once); returns its id."""
+        if name not in self.organisations:
+            self.organisations[name] = self.authority.register_organisation(name)
+        return self.organisations[name]
 
     def person(self, name: str, kind: str = "adult", **details: str | None) -> Author:
         """Register `name` with a fresh bound key (once) and return them as an author."""

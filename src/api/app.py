@@ -32,7 +32,7 @@ from api.metrics import Metrics
 from api.openapi import Param, Route, document
 from api.problems import ApiError, problems
 from api.tokens import Grant, Scope, authenticate
-from domain.named import named_people
+from domain.named import named
 from domain.record import DecisionRecord
 from ledger import access as access_records
 from ledger import bundle
@@ -94,6 +94,15 @@ class KeyView(msgspec.Struct, omit_defaults=True):
     reason: str | None = None
 
 
+class AppointmentView(msgspec.Struct, omit_defaults=True):
+    """One term as reviewer or administrator (R19): recorded when, and ended when and why."""
+
+    role: str
+    since: str
+    until: str | None = None
+    reason: str | None = None
+
+
 class PersonView(msgspec.Struct, omit_defaults=True):
     """Someone in the directory, as an administrator sees them."""
 
@@ -104,6 +113,23 @@ class PersonView(msgspec.Struct, omit_defaults=True):
     profession: str | None = None
     organisation: str | None = None
     reviewer: bool = False
+    administrator: bool = False
+    appointments: list[AppointmentView] = []
+
+
+class OrganisationView(msgspec.Struct):
+    """A registered organisation: the id cases name it by, and its name."""
+
+    id: str
+    name: str
+    registered_at: str
+
+
+class DirectoryView(msgspec.Struct):
+    """The directory as an administrator sees it: people and organisations."""
+
+    people: list[PersonView]
+    organisations: list[OrganisationView]
 
 
 class StuckView(msgspec.Struct):
@@ -394,8 +420,9 @@ ROUTES = (
         "GET",
         "/v1/directory",
         "directory",
-        "Everyone in the directory with their keys and each key's validity window",
-        list[PersonView],
+        "Everyone in the directory with their keys and each key's validity window, their"
+        " appointments as reviewer or administrator, and the registered organisations",
+        DirectoryView,
         "admin",
         (401, 403),
     ),
@@ -618,9 +645,7 @@ class _Handlers:
         service = self.service
         key = public_key_from_b64(service.ledger_key)
         case = UUID(allowed.case)
-        data = await service.read(
-            bundle.export, service.record, service.log, case, key, named_people
-        )
+        data = await service.read(bundle.export, service.record, service.log, case, key, named)
         return web.Response(body=data, content_type=JSON)
 
     # -- the event stream --------------------------------------------------------------------
@@ -747,10 +772,19 @@ class _Handlers:
                 profession=person.profession,
                 organisation=person.organisation,
                 reviewer=person.reviewer,
+                administrator=person.administrator,
+                appointments=[
+                    AppointmentView(term.role, term.since, term.until, term.reason)
+                    for term in person.appointments
+                ],
             )
             for person in directory.persons.values()
         ]
-        return _json(people)
+        organisations = [
+            OrganisationView(o.id, o.name, o.registered_at)
+            for o in directory.organisations.values()
+        ]
+        return _json(DirectoryView(people, organisations))
 
     async def _admin(self, request: web.Request) -> Grant:
         grant = await self._grant(request)

@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from uuid import UUID
 
@@ -22,10 +23,11 @@ from api.server import Running, running, serve
 from api.subscriber import Untrusted
 from api.tokens import Scope
 from api.verify import NotVerifiable, ledger_key_from, verify_file, verify_ledger, verify_url
-from domain.named import named_people
+from domain.named import named
 from domain.record import DecisionRecord
 from ledger import access, bundle, keys
 from ledger import checkpoint as checkpoints
+from ledger.directory import Organisation
 from ledger.errors import LedgerError, Malformed
 from ledger.files import FileRefused, SymlinkRefused, write_private
 from ledger.log import Log, Sealer
@@ -91,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     issue = token.add_parser("issue", help="issue a token; it is printed once and never stored")
     issue.add_argument("--person", required=True)
     issue.add_argument("--scope", required=True, choices=[s.value for s in Scope])
-    issue.add_argument("--organisation", help="limit a service token to one organisation")
+    issue.add_argument(
+        "--organisation", help="limit a service token to one registered organisation (its id)"
+    )
     issue.set_defaults(run=_token_issue)
     revoke_token = token.add_parser("revoke", help="revoke a token by its id")
     revoke_token.add_argument("--token", required=True, help="the token id (see `token list`)")
@@ -159,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--organisation")
     add.add_argument("--born", help="YYYY-MM-DD")
     add.set_defaults(run=_person_add)
+    _appointments(commands)
 
     key = commands.add_parser("key", help="Ed25519 keys").add_subparsers(
         required=True, metavar="ACTION"
@@ -379,9 +384,7 @@ def _export(args: argparse.Namespace) -> int:
             sealer.catch_up()
             sealer.leadership.release()
         try:
-            data = bundle.export(
-                record, sealer.log, case, sealer.key.public_key(), named_people
-            )
+            data = bundle.export(record, sealer.log, case, sealer.key.public_key(), named)
         finally:
             sealer.log.close()
     try:
@@ -431,10 +434,16 @@ def _token_revoke(args: argparse.Namespace) -> int:
 def _token_list(args: argparse.Namespace) -> int:
     home = _home(args)
     with _open(args, home) as ledger:
-        names = {p.id: p.name for p in ledger.directory().persons.values()}
+        directory = ledger.directory()
+        names = {p.id: p.name for p in directory.persons.values()}
         for issued, revoked in access.tokens(ledger):
             state = f"revoked {revoked.revoked_at}" if revoked else "active"
-            org = f" ({issued.organisation})" if issued.organisation else ""
+            if not revoked and not tokens.in_office(directory, issued.person, Scope(issued.scope)):
+                state = "appointment ended"
+            org = ""
+            if issued.organisation:
+                name = directory.organisation_name(issued.organisation)
+                org = f" ({issued.organisation}{f', {name}' if name else ''})"
             who = names.get(issued.person, issued.person)
             when = f"issued {issued.issued_at}"
             print(f"{issued.originator_id.hex}  {issued.scope}{org}  {who}  {when}  {state}")
@@ -504,6 +513,89 @@ def _key_revoke(args: argparse.Namespace) -> int:
     with _open(args, home) as ledger:
         home.authority(ledger).revoke(args.kid, args.reason, args.compromised_since)
     print(f"revoked {args.kid}")
+    return 0
+
+
+def _appointments(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`organisation add|list`, `reviewer appoint|remove`, `administrator appoint|remove`."""
+    organisation = commands.add_parser(
+        "organisation", help="organisations cases share with, named by id"
+    ).add_subparsers(required=True, metavar="ACTION")
+    add = organisation.add_parser("add", help="register an organisation; prints its id")
+    add.add_argument("--name", required=True)
+    add.set_defaults(run=_organisation_add)
+    organisation.add_parser("list", help="every registered organisation: id and name").set_defaults(
+        run=_organisation_list
+    )
+    for role in ("reviewer", "administrator"):
+        actions = commands.add_parser(
+            role, help=f"appoint or remove a{'n' if role[0] == 'a' else ''} {role}"
+        ).add_subparsers(required=True, metavar="ACTION")
+        appoint = actions.add_parser("appoint", help=f"appoint a person as {role}")
+        appoint.add_argument("--person", required=True)
+        appoint.set_defaults(run=_appoint, role=role)
+        remove = actions.add_parser(
+            "remove", help=f"end a {role}'s appointment; their {role} tokens stop working"
+        )
+        remove.add_argument("--person", required=True)
+        remove.add_argument("--reason", default="appointment ended")
+        remove.set_defaults(run=_remove, role=role)
+
+
+def _organisation_add(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        same = _same_name(ledger.directory().organisations.values(), args.name)
+        organisation = home.authority(ledger).register_organisation(args.name)
+    for other in same:
+        print(
+            f"accord: warning: {other.id} is already registered as {other.name!r};"
+            " cases name organisations by id, so check which one you mean",
+            file=sys.stderr,
+        )
+    print(organisation)
+    return 0
+
+
+def _same_name(organisations: Iterable[Organisation], name: str) -> list[Organisation]:
+    """Registered organisations whose name reads the same as `name` (NFKC, case and spaces)."""
+
+    def folded(text: str) -> str:
+        return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+    return [o for o in organisations if folded(o.name) == folded(name)]
+
+
+def _organisation_list(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        for organisation in ledger.directory().organisations.values():
+            print(f"{organisation.id}  {organisation.name}")
+    return 0
+
+
+def _appoint(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        authority = home.authority(ledger)
+        if args.role == "reviewer":
+            authority.appoint_reviewer(args.person)
+        else:
+            authority.appoint_administrator(args.person)
+    print(f"appointed {args.person} as {args.role}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    home = _home(args)
+    with _open(args, home) as ledger:
+        authority = home.authority(ledger)
+        if args.role == "reviewer":
+            authority.remove_reviewer(args.person, args.reason)
+        else:
+            authority.remove_administrator(args.person, args.reason)
+    scope = "reviewer" if args.role == "reviewer" else "admin"
+    print(f"removed {args.person} as {args.role}; their {scope} tokens no longer work")
     return 0
 
 

@@ -2,8 +2,9 @@
 
 The people are registered in-process with the authority key (it never leaves the home); each
 person of the case gets a key of their own under `HOME/demo/` (mode 0600) and signs their own
-statements, which are POSTed like any client's. A safeguarding reviewer is appointed too.
-The case id, start time and person ids are kept in `HOME/demo/state.json`, so a second run
+statements, which are POSTed like any client's. The school is registered as an organisation and
+a safeguarding reviewer is appointed too. The case id, start time, person ids and the school's
+organisation id are kept in `HOME/demo/state.json`, so a second run
 signs byte-identical statements and the ledger answers each with its original receipt.
 """
 
@@ -20,7 +21,7 @@ from api.home import Home
 from domain.bodies import SharingScope
 from domain.case import Case
 from domain.record import DecisionRecord
-from domain.worked_case import CAST, Played, birth_date, play
+from domain.worked_case import CAST, SCHOOL, Played, birth_date, play
 from ledger import keys
 from ledger.author import Author
 from ledger.ledger import Receipt
@@ -32,10 +33,12 @@ class DemoState(msgspec.Struct):
     case: str
     start: datetime
     people: dict[str, str] = {}
+    organisations: dict[str, str] = {}
 
 
 def prepare(home: Home, ledger: DecisionRecord) -> tuple[DemoState, dict[str, Author]]:
-    """Register the cast and a safeguarding reviewer (once) and load everyone's key."""
+    """Register the cast, the school and a safeguarding reviewer (once) and load everyone's
+    key."""
     folder = home.path / "demo"
     folder.mkdir(mode=0o700, exist_ok=True)
     state_file = folder / "state.json"
@@ -52,6 +55,9 @@ def prepare(home: Home, ledger: DecisionRecord) -> tuple[DemoState, dict[str, Au
         )
         authority.appoint_reviewer(reviewer)
         state.people[REVIEWER] = reviewer
+        state_file.write_bytes(msgspec.json.encode(state))
+    if "school" not in state.organisations:
+        state.organisations["school"] = authority.register_organisation(SCHOOL)
         state_file.write_bytes(msgspec.json.encode(state))
     authors = {}
     for person in CAST:
@@ -92,7 +98,7 @@ def seed(home: Home, ledger: DecisionRecord, url: str) -> tuple[Played, int, str
             created += submitted.created
             return submitted.receipt
 
-        played = play(state.case, authors, submit, state.start)
+        played = play(state.case, authors, submit, state.start, state.organisations["school"])
     return played, created, state.people[REVIEWER]
 
 
@@ -104,11 +110,14 @@ def describe(case: Case, ledger: DecisionRecord) -> str:
         known = directory.persons.get(person or "")
         return known.name if known else "unknown"
 
+    def organisation(organisation: str) -> str:
+        return directory.organisation_name(organisation) or organisation
+
     lines = [f"Case: {case.title} ({case.id})", "Members:"]
     for member in case.members.values():
         extra = ", parental responsibility" if member.parental_responsibility else ""
         left = f", left {member.left_at}" if member.left_at else ""
-        org = f" ({member.organisation})" if member.organisation else ""
+        org = f" ({organisation(member.organisation)})" if member.organisation else ""
         lines.append(f"  {name(member.person)}{org}: {member.role}{extra}{left}")
     for decision in case.decisions.values():
         lines.append(f"Decision: {decision.question}")
@@ -133,7 +142,7 @@ def describe(case: Case, ledger: DecisionRecord) -> str:
     for consent in case.consents.values():
         scope = consent.scope
         what = (
-            f"sharing with {scope.organisation} until {scope.until}"
+            f"sharing with {organisation(scope.organisation)} until {scope.until}"
             if isinstance(scope, SharingScope)
             else "treatment"
         )
@@ -146,5 +155,5 @@ def describe(case: Case, ledger: DecisionRecord) -> str:
             f"{len(corrections)} correction(s), the original still visible"
         )
     for share in case.shares:
-        lines.append(f"Shared with {share.recipient} on the basis of {share.basis}")
+        lines.append(f"Shared with {organisation(share.recipient)} on the basis of {share.basis}")
     return "\n".join(lines)

@@ -2,15 +2,17 @@
 order, as catch-up batches and as live Server-Sent Events, each subscriber seeing only what its
 token's scope allows.
 
-A service token without an organisation sees every event. One limited to an organisation sees
-a case's events only while a sharing consent naming that organisation is in force (given, not
-withdrawn, not past its `until` date) and only of the statement families the consent lists;
-it also sees the consent statements themselves, so a case's first visible event says plainly
-that sharing began, and the withdrawal that ends it. Of the directory it sees what checking
-signatures needs and nothing more: key bindings (a person id and a public key) as they are, and
-each revocation as a `accord.key.revocation` notice (`revocation`) that leaves out the reason
-a revocation states; who people are it never sees. Scoped delivery never runs ahead of the
-projections, so a withdrawal is always known before anything recorded after it could be sent.
+A service token without an organisation sees every event. One limited to an organisation (by
+its registered id) sees a case's events only while a sharing consent naming that organisation
+is in force (given, not withdrawn, not past its `until` date), only of the statement families
+the consent lists, and, when the consent names a decision, only the entries whose body names
+that decision (an entry of no decision is not covered); it also sees the consent statements
+themselves, so a case's first visible event says plainly that sharing began, and the withdrawal
+that ends it. Of the directory it sees what checking signatures needs and nothing more: key
+bindings (a person id and a public key) as they are, and each revocation as an
+`accord.key.revocation` notice (`revocation`) that leaves out the reason a revocation states;
+who people are it never sees. Scoped delivery never runs ahead of the projections, so a
+withdrawal is always known before anything recorded after it could be sent.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class _Window:
     withdrawn_at: str | None
     until: str
     families: frozenset[str]
+    decision: str | None  # a consent that names a decision covers only that decision's entries
 
 
 @dataclass
@@ -147,11 +150,13 @@ class Visibility:
         if item.kind == "consent.withdrawn" and item.body.get("consent") in consents:
             return True  # sharing ends
         family = item.kind.split(".", 1)[0]
+        decision = item.body.get("decision")
         return any(
             window.given_at <= item.recorded_at
             and (window.withdrawn_at is None or item.recorded_at < window.withdrawn_at)
             and item.recorded_at[:10] <= window.until
             and family in window.families
+            and (window.decision is None or window.decision == decision)
             for window in windows
         )
 
@@ -179,6 +184,7 @@ def _sharing(register: Register | None, organisation: str) -> tuple[list[_Window
                     consent.withdrawn_at,
                     scope.until.isoformat(),
                     frozenset(scope.data_kinds),
+                    consent.decision,
                 )
             )
     return windows, hashes

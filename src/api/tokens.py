@@ -17,6 +17,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from ledger import access
+from ledger.directory import Directory
 from ledger.errors import LedgerError
 from ledger.ledger import Ledger
 
@@ -54,10 +55,21 @@ def issue(ledger: Ledger, person: str, scope: Scope, organisation: str | None = 
     known = directory.persons.get(person)
     if known is None:
         raise TokenError(f"no person {person} in the directory")
-    if scope is Scope.REVIEWER and not known.reviewer:
-        raise TokenError(f"{known.name} is not an appointed reviewer")
-    if organisation is not None and scope is not Scope.SERVICE:
-        raise TokenError("only a service token is limited to an organisation")
+    # R19: a token's scope follows the person's appointment or kind.
+    if scope is Scope.SERVICE and known.kind != "service":
+        raise TokenError(f"{known.name} is not a service; service tokens are for services only")
+    if scope is not Scope.SERVICE and known.kind == "service":
+        raise TokenError(f"{known.name} is a service; a service gets only service tokens")
+    if not in_office(directory, person, scope):
+        raise TokenError(f"{known.name} is not an appointed {_OFFICES[scope]}")
+    if organisation is not None:
+        if scope is not Scope.SERVICE:
+            raise TokenError("only a service token is limited to an organisation")
+        if organisation not in directory.organisations:
+            raise TokenError(
+                f"no organisation {organisation} in the directory; "
+                "register it with `accord organisation add` and use its id"
+            )
     secret = secrets.token_urlsafe(32)
     record = access.issue(ledger, person, scope.value, _digest(secret), organisation)
     return f"{PREFIX}{record.originator_id.hex}_{secret}"
@@ -91,7 +103,24 @@ def authenticate(book: access.TokenBook, header: str | None) -> Grant | None:
         return None
     if not hmac.compare_digest(issued.digest, _digest(secret)):
         return None
-    return Grant(token_id.hex, issued.person, Scope(issued.scope), issued.organisation)
+    scope = Scope(issued.scope)
+    # Ending an appointment ends its tokens: checked against the directory as it is now, which
+    # the ledger caches until the directory changes (in this process or any other).
+    if scope in _OFFICES and not in_office(book.ledger.directory(), issued.person, scope):
+        return None
+    return Grant(token_id.hex, issued.person, scope, issued.organisation)
+
+
+_OFFICES = {Scope.REVIEWER: "reviewer", Scope.ADMIN: "administrator"}
+
+
+def in_office(directory: Directory, person: str, scope: Scope) -> bool:
+    """Whether the person holds the appointment a token of `scope` needs (if it needs one)."""
+    office = _OFFICES.get(scope)
+    if office is None:
+        return True
+    known = directory.persons.get(person)
+    return known is not None and known.appointed(office) is not None
 
 
 def _digest(secret: str) -> str:

@@ -74,7 +74,7 @@ class ParticipantJoined(Body):
     person: Uuid
     role: Role
     parental_responsibility: bool = False
-    organisation: Text | None = None
+    organisation: Uuid | None = None  # a registered organisation's id (external partners)
 
 
 class ParticipantLeft(Body):
@@ -157,7 +157,7 @@ class TreatmentScope(
 class SharingScope(
     msgspec.Struct, tag="sharing", tag_field="type", forbid_unknown_fields=True, gc=False
 ):
-    organisation: Text
+    organisation: Uuid  # a registered organisation's id: names can look alike, ids cannot
     purpose: Text
     data_kinds: Annotated[list[DataKind], msgspec.Meta(min_length=1, max_length=20)]
     until: date

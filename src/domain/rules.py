@@ -209,6 +209,8 @@ class _Check:
             raise RoleNotPermitted("R8", "Only a parent or carer can hold parental responsibility.")
         if body.role == "external_partner" and not body.organisation:
             raise RuleViolated("R12", "An external partner joins on behalf of an organisation.")
+        if body.organisation is not None:
+            self.registered_organisation(body.organisation)
 
     def participant_left(self, body: b.ParticipantLeft, author: Member) -> None:
         self.require_lead("records that members leave")
@@ -297,9 +299,25 @@ class _Check:
         else:
             if body.decision is not None:
                 self.decision(body.decision)
+            self.registered_organisation(body.scope.organisation)
             if body.scope.until.isoformat() < self.recorded_at[:10]:
                 raise RuleViolated("R12", "This sharing consent would already have ended.")
+        # A sharing consent that names a decision covers only that decision's entries; one that
+        # names none covers the whole case, which a child's capacity for one decision does not.
         self.entitled(body.decision, author)
+
+    def registered_organisation(self, organisation: str) -> None:
+        """R5: organisations are named by the id the directory registered them under."""
+        if organisation not in self.directory.organisations:
+            raise RuleViolated(
+                "R5",
+                "That organisation is not registered in the directory; an organisation is "
+                "registered first, and then named by the id it was registered under.",
+            )
+
+    def organisation(self, organisation: str) -> str:
+        """An organisation's registered name, for messages."""
+        return self.directory.organisation_name(organisation) or "an unregistered organisation"
 
     consent_refused = consent_given
 
@@ -313,6 +331,14 @@ class _Check:
                 return
             if self.age(author.person) >= ADULT_FOR_CONSENT:
                 return
+            if decision_id is None:
+                raise RuleViolated(
+                    "R8",
+                    "A consent that names no decision covers the whole case, so it can only "
+                    f"come from {self.child} once aged 16 or over or from a parent or carer with "
+                    "parental responsibility; being assessed competent for one decision covers "
+                    "only consents that name that decision.",
+                )
         raise RuleViolated(
             "R8",
             f"Consent for {self.child} can only come from {self.child} (once assessed competent "
@@ -418,7 +444,8 @@ class _Check:
                 raise RuleViolated(
                     "R12",
                     f"There is no active consent to share {self.child}'s information with "
-                    f"{body.recipient}.",
+                    f"{self.organisation(body.recipient)}; a share on the basis of consent names "
+                    "the organisation of an active sharing consent, by its id.",
                 )
         elif not body.justification.strip():
             raise RuleViolated(

@@ -2,7 +2,9 @@
 
 The same script drives `accord demo` and the end-to-end tests. Every id is derived from the
 case id and the step's name, and every `at` from a fixed start time, so playing it again
-produces byte-identical statements: the ledger answers each with its original receipt.
+produces byte-identical statements: the ledger answers each with its original receipt. The
+school is a registered organisation, named by its id: register it once (`SCHOOL` is its name)
+and pass the id to every playing.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Played:
     """Ids and receipts of a played worked case, by step name."""
 
     case: str
+    school: str  # the school's organisation id
     decision: str
     proposals: dict[str, str]
     receipts: dict[str, Receipt] = field(default_factory=dict)
@@ -62,10 +65,13 @@ class Played:
 Submit = Callable[[bytes], Receipt]
 
 
-def play(case: str, authors: Mapping[str, Author], submit: Submit, start: datetime) -> Played:
+def play(
+    case: str, authors: Mapping[str, Author], submit: Submit, start: datetime, school: str
+) -> Played:
     """Submit the whole worked case, in order, each statement signed by its own author.
 
-    Step n is dated `start` + n seconds: pass a start a minute or so in the past.
+    Step n is dated `start` + n seconds: pass a start a minute or so in the past. `school` is
+    the id the directory registered the school under.
     """
     namespace = uuid.UUID(case)
 
@@ -74,6 +80,7 @@ def play(case: str, authors: Mapping[str, Author], submit: Submit, start: dateti
 
     played = Played(
         case=case,
+        school=school,
         decision=ident("decision"),
         proposals={p: ident(f"proposal:{p}") for p in ("clinic", "home", "as_now")},
     )
@@ -105,7 +112,7 @@ def play(case: str, authors: Mapping[str, Author], submit: Submit, start: dateti
         ("grace", "parent", {"parental_responsibility": True}),
         ("daniel", "parent", {"parental_responsibility": True}),
         ("priya", "advocate", {}),
-        ("school", "external_partner", {"organisation": SCHOOL}),
+        ("school", "external_partner", {"organisation": school}),
     ):
         say(
             f"join:{handle}",
@@ -201,7 +208,7 @@ def play(case: str, authors: Mapping[str, Author], submit: Submit, start: dateti
             "basis": "parental responsibility",
             "scope": {
                 "type": "sharing",
-                "organisation": SCHOOL,
+                "organisation": school,
                 "purpose": "Support Amara's exercise plan at school",
                 "data_kinds": ["decision", "proposal", "action"],
                 "until": until,
@@ -258,7 +265,7 @@ def play(case: str, authors: Mapping[str, Author], submit: Submit, start: dateti
         "okafor",
         "information.shared",
         {
-            "recipient": SCHOOL,
+            "recipient": school,
             "purpose": "Support Amara's exercise plan at school",
             "what": "The home exercise plan.",
             "basis": "consent",

@@ -1,4 +1,5 @@
-"""The authority's directory operations: open the directory, register people, bind, revoke."""
+"""The authority's directory operations: open the directory, register people and organisations,
+bind and revoke keys, appoint and remove reviewers and administrators."""
 
 from __future__ import annotations
 
@@ -59,9 +60,29 @@ class Authority:
             body["compromised_since"] = compromised_since
         self._submit(self._person(), "key.revoked", body)
 
+    def register_organisation(self, name: str) -> str:
+        """Register an organisation cases may share with; returns its new id."""
+        organisation = str(uuid.uuid4())
+        body = {"organisation": organisation, "name": name}
+        self._submit(self._person(), "organisation.registered", body)
+        return organisation
+
     def appoint_reviewer(self, person: str) -> None:
         """Appoint a safeguarding reviewer."""
         self._submit(self._person(), "reviewer.appointed", {"person": person})
+
+    def remove_reviewer(self, person: str, reason: str) -> None:
+        """End a reviewer's appointment; their reviewer tokens stop working at once."""
+        self._submit(self._person(), "reviewer.removed", {"person": person, "reason": reason})
+
+    def appoint_administrator(self, person: str) -> None:
+        """Appoint an administrator of the directory."""
+        self._submit(self._person(), "administrator.appointed", {"person": person})
+
+    def remove_administrator(self, person: str, reason: str) -> None:
+        """End an administrator's appointment; their admin tokens stop working at once."""
+        body = {"person": person, "reason": reason}
+        self._submit(self._person(), "administrator.removed", body)
 
     def _person(self) -> str:
         authority = self.ledger.directory().authority

@@ -14,8 +14,9 @@ Format `accord.bundle.v1` (one JSON document)::
 directory's two opening entries (the authority and its key) and, for each person the stream's
 entries name in a structured field (author, `for`, and whatever the caller's `names` reads from
 a body, never free text) and each key they are signed with: the person's registration, key
-bindings and appointments, and the revocation of any of those keys. Other people in the
-directory are not disclosed. A bundle proves that what it holds is genuine, in the signed
+bindings and appointments, and the revocation of any of those keys; and the registration of
+each organisation `names` gives. Other people and organisations in the directory are not
+disclosed. A bundle proves that what it holds is genuine, in the signed
 log, and the case from its first entry without a gap; it cannot prove that nothing *after* its
 last entry, or no revocation of a key, was left out: that rests on the exporter (a full
 `accord verify` of the store, or the event stream, has no such limit).
@@ -85,13 +86,13 @@ def export(
     ledger: Ledger, log: Log, stream: UUID, ledger_key: Ed25519PublicKey, names: Names
 ) -> bytes:
     """The evidence bundle of one stream, against the latest signed checkpoint; `names` gives
-    the person ids a stored statement's body names in its structured fields."""
+    the person and organisation ids a stored statement's body names in its structured fields."""
     latest = log.checkpoint()
     if latest is None:
         raise LedgerError("no checkpoint has been signed yet; is the server (sealer) running?")
     included: list[Any] = []
     pending = 0
-    people: set[str] = set()
+    named: set[str] = set()
     kids: set[str] = set()
     for entry in ledger.entries(stream):
         position = log.position(entry.hash)
@@ -100,10 +101,10 @@ def export(
             continue
         included.append(_item(log, position, entry, latest.size))
         header = entry.header
-        people.add(header.by)
+        named.add(header.by)
         if header.on_behalf_of is not None:
-            people.add(header.on_behalf_of)
-        people.update(names(header))
+            named.add(header.on_behalf_of)
+        named.update(names(header))
         kids.add(header.kid)
     if not included and pending == 0:
         raise LedgerError(f"stream {stream} has no entries")
@@ -111,9 +112,11 @@ def export(
     for entry in ledger.entries(ledger.directory_id):
         body = loads(entry.statement_bytes)["body"]
         person, key_id = body.get("person"), body.get("kid")
-        if person in people and key_id is not None:
+        if person in named and key_id is not None:
             kids.add(key_id)  # a named person's key: its revocation, if any, comes later
-        if entry.seq <= 2 or person in people or key_id in kids:
+        registers = entry.header.kind == "organisation.registered"
+        organisation = body.get("organisation") if registers else None
+        if entry.seq <= 2 or person in named or key_id in kids or organisation in named:
             position = log.position(entry.hash)
             if position is not None and position < latest.size:
                 directory.append(_item(log, position, entry, latest.size))

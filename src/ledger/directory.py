@@ -1,4 +1,5 @@
-"""The directory stream: people and the keys bound to them, and which key was valid when (R2)."""
+"""The directory stream: people and the keys bound to them, which key was valid when (R2), the
+organisations cases share with, and who is appointed reviewer or administrator when (R19)."""
 
 from __future__ import annotations
 
@@ -72,11 +73,42 @@ class ReviewerAppointed(_Body):
     person: Uuid
 
 
+class ReviewerRemoved(_Body):
+    """`reviewer.removed`: a reviewer's appointment ends, and with it their reviewer tokens."""
+
+    person: Uuid
+    reason: Text
+
+
+class AdministratorAppointed(_Body):
+    """`administrator.appointed`: a person may run the directory and read the access log."""
+
+    person: Uuid
+
+
+class AdministratorRemoved(_Body):
+    """`administrator.removed`: an administrator's appointment ends, and their admin tokens."""
+
+    person: Uuid
+    reason: Text
+
+
+class OrganisationRegistered(_Body):
+    """`organisation.registered`: an organisation cases may share with, named by its id."""
+
+    organisation: Uuid
+    name: Text
+
+
 BODIES: dict[str, type[_Body]] = {
     "person.registered": PersonRegistered,
     "key.bound": KeyBound,
     "key.revoked": KeyRevoked_,
     "reviewer.appointed": ReviewerAppointed,
+    "reviewer.removed": ReviewerRemoved,
+    "administrator.appointed": AdministratorAppointed,
+    "administrator.removed": AdministratorRemoved,
+    "organisation.registered": OrganisationRegistered,
 }
 
 
@@ -112,6 +144,29 @@ class KeyRecord:
 
 
 @dataclass
+class Appointment:
+    """One term as reviewer or administrator: when it was recorded, and when and why it ended."""
+
+    role: str
+    since: str
+    until: str | None = None
+    reason: str | None = None
+
+    def at(self, recorded_at: str) -> bool:
+        """Whether the term covers that time."""
+        return self.since <= recorded_at and (self.until is None or recorded_at < self.until)
+
+
+@dataclass
+class Organisation:
+    """A registered organisation: cases name it by id, people read its name."""
+
+    id: str
+    name: str
+    registered_at: str
+
+
+@dataclass
 class Person:
     """A registered person and what the directory says of them."""
 
@@ -122,12 +177,28 @@ class Person:
     organisation: str | None
     born: str | None
     keys: list[str] = field(default_factory=list)
-    reviewer: bool = False
-    reviewer_since: str | None = None  # when the appointment was recorded
+    appointments: list[Appointment] = field(default_factory=list)  # oldest first
+
+    def appointed(self, role: str) -> Appointment | None:
+        """Their current term in `role` ("reviewer" or "administrator"), if any."""
+        for term in self.appointments:
+            if term.role == role and term.until is None:
+                return term
+        return None
+
+    @property
+    def reviewer(self) -> bool:
+        """Whether they are an appointed reviewer now."""
+        return self.appointed("reviewer") is not None
+
+    @property
+    def administrator(self) -> bool:
+        """Whether they are an appointed administrator now."""
+        return self.appointed("administrator") is not None
 
     def reviewer_at(self, recorded_at: str) -> bool:
         """Whether they were an appointed reviewer at that time (a replay asks of the past)."""
-        return self.reviewer_since is not None and self.reviewer_since <= recorded_at
+        return any(t.role == "reviewer" and t.at(recorded_at) for t in self.appointments)
 
 
 class Directory(Stream):
@@ -137,6 +208,7 @@ class Directory(Stream):
         super().__init__(stream_id)
         self.persons: dict[str, Person] = {}
         self.keys: dict[str, KeyRecord] = {}
+        self.organisations: dict[str, Organisation] = {}
         self.authority: str | None = None
         self.authority_kid: str | None = None
 
@@ -176,10 +248,24 @@ class Directory(Stream):
             record.reason = body.reason
             if body.compromised_since is not None:
                 record.compromised_since = normalise(body.compromised_since)
-        elif isinstance(body, ReviewerAppointed):
+        elif isinstance(body, ReviewerAppointed | AdministratorAppointed):
+            role = _role(body)
             appointed = self._registered(body.person)
-            appointed.reviewer = True
-            appointed.reviewer_since = appointed.reviewer_since or entry.recorded_at
+            if appointed.appointed(role) is None:
+                appointed.appointments.append(Appointment(role, entry.recorded_at))
+        elif isinstance(body, ReviewerRemoved | AdministratorRemoved):
+            term = self._registered(body.person).appointed(_role(body))
+            if term is not None:
+                term.until, term.reason = entry.recorded_at, body.reason
+        elif isinstance(body, OrganisationRegistered):
+            self.organisations[body.organisation] = Organisation(
+                body.organisation, body.name, entry.recorded_at
+            )
+
+    def organisation_name(self, organisation: str | None) -> str | None:
+        """The registered name of an organisation id, or None if it is not registered."""
+        known = self.organisations.get(organisation or "")
+        return known.name if known is not None else None
 
     def resolve(self, statement: Statement) -> KeyRecord:
         """The key record for the statement's `kid`, which must be bound to its author."""
@@ -273,8 +359,25 @@ class Directory(Stream):
                 raise KeyRevoked(f"key {body.kid} is already revoked")
             if body.kid == self.authority_kid:
                 raise NotPermitted("the authority key, the root of trust, cannot be revoked")
-        elif isinstance(body, ReviewerAppointed):
-            self._registered(body.person)
+        elif isinstance(body, ReviewerAppointed | AdministratorAppointed):
+            person = self._registered(body.person)
+            role = _role(body)
+            if person.appointed(role) is not None:
+                raise NotPermitted(f"{person.name} is already an appointed {role}")
+            if person.kind not in ("adult", "professional"):
+                raise NotPermitted(
+                    f"{person.name} is of kind {person.kind}; only adults and professionals"
+                    f" are appointed {role}"
+                )
+        elif isinstance(body, ReviewerRemoved | AdministratorRemoved):
+            person = self._registered(body.person)
+            role = _role(body)
+            if person.appointed(role) is None:
+                raise NotPermitted(f"{person.name} is not an appointed {role}")
+        elif isinstance(body, OrganisationRegistered) and (
+            body.organisation in self.organisations or body.organisation in self.persons
+        ):
+            raise NotPermitted(f"organisation {body.organisation} is already registered")
 
     def _admit_genesis(self, statement: Statement, body: Any) -> None:
         if not (
@@ -301,3 +404,8 @@ class Directory(Stream):
         if registered is None:
             raise NotPermitted(f"person {person} is not registered")
         return registered
+
+
+def _role(body: Any) -> str:
+    """The appointment an appointment or removal statement is about."""
+    return "reviewer" if isinstance(body, ReviewerAppointed | ReviewerRemoved) else "administrator"

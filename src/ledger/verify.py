@@ -49,7 +49,7 @@ from ledger import merkle
 from ledger.canonical import MAX_SAFE_INTEGER
 from ledger.checkpoint import Checkpoint, CheckpointInvalid
 from ledger.clock import parse_timestamp
-from ledger.directory import Directory, KeyRecord, Person
+from ledger.directory import Directory, KeyRecord, Organisation, Person
 from ledger.entry import GENESIS_PREV, Entry, in_fixed_format, read_entry, statement_slice
 from ledger.errors import IntegrityViolation, LedgerError
 from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64, raw_public_key
@@ -670,6 +670,7 @@ def _pack(directory: Directory) -> tuple[Any, ...]:
         keys,
         directory.authority,
         directory.authority_kid,
+        directory.organisations,
     )
 
 
@@ -680,10 +681,12 @@ def _unpack(
     keys: list[KeyRow],
     authority: str | None,
     authority_kid: str | None,
+    organisations: dict[str, Organisation],
 ) -> Directory:
     directory = Directory(UUID(key))
     directory.version, directory.head, directory.recorded_at = head
     directory.persons = persons
+    directory.organisations = organisations
     for kid, person, raw, bound_at, revoked_at, compromised_since, reason, unusable in keys:
         public = Ed25519PublicKey.from_public_bytes(raw)  # checked when the directory was read
         directory.keys[kid] = KeyRecord(

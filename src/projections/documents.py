@@ -27,8 +27,9 @@ class MemberView(Doc):
     role: str
     joined_at: str
     parental_responsibility: bool = False
-    organisation: str | None = None
+    organisation: str | None = None  # a registered organisation's id
     left_at: str | None = None
+    organisation_name: str | None = None  # its registered name
 
 
 class ProposalView(Doc):
@@ -113,6 +114,7 @@ class ConsentView(Doc):
     recorded_at: str
     decision: str | None = None
     withdrawn_at: str | None = None
+    organisation_name: str | None = None  # a sharing scope's organisation, by registered name
 
 
 class ShareView(Doc):
@@ -125,6 +127,7 @@ class ShareView(Doc):
     safeguarding: bool
     consent: str | None = None
     justification: str = ""
+    recipient_name: str | None = None  # a registered organisation's name, for an id
 
 
 class ActionView(Doc):
@@ -264,6 +267,7 @@ class Builder:
                     m.parental_responsibility,
                     m.organisation,
                     m.left_at,
+                    self.directory.organisation_name(m.organisation),
                 )
                 for m in case.members.values()
             ],
@@ -404,6 +408,9 @@ class Builder:
                 c.recorded_at,
                 c.decision,
                 c.withdrawn_at,
+                self.directory.organisation_name(
+                    c.scope.organisation if isinstance(c.scope, b.SharingScope) else None
+                ),
             )
             for c in case.consents.values()
             if decision is None
@@ -423,6 +430,7 @@ class Builder:
                 s.safeguarding,
                 s.consent,
                 s.justification,
+                self.directory.organisation_name(s.recipient),
             )
             for s in case.shares
         ]

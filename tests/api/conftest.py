@@ -19,7 +19,7 @@ from api.home import Home
 from api.server import Running, running
 from api.tokens import Scope, issue
 from domain.record import DecisionRecord
-from domain.worked_case import CAST, Played, birth_date, play
+from domain.worked_case import CAST, SCHOOL, Played, birth_date, play
 from ledger import keys
 from ledger.authority import Authority
 
@@ -35,6 +35,13 @@ class Served:
     record: DecisionRecord
     authority: Authority
     people: dict[str, Identity] = field(default_factory=dict)
+    organisations: dict[str, str] = field(default_factory=dict)
+
+    def organisation(self, name: str) -> str:
+        """Register the organisation `name` (once); returns its id."""
+        if name not in self.organisations:
+            self.organisations[name] = self.authority.register_organisation(name)
+        return self.organisations[name]
 
     def person(self, name: str, kind: str = "adult", **details: str | None) -> Identity:
         """Register `name` (once) with a fresh bound key; returns their signing identity."""
@@ -46,10 +53,22 @@ class Served:
         return self.people[name]
 
     def reviewer(self, name: str = "Jo Marsh") -> Identity:
-        """A person appointed as safeguarding reviewer."""
+        """A person appointed as safeguarding reviewer (once)."""
         identity = self.person(name, "professional", profession="safeguarding reviewer")
-        self.authority.appoint_reviewer(identity.person)
+        if not self.record.directory().persons[identity.person].reviewer:
+            self.authority.appoint_reviewer(identity.person)
         return identity
+
+    def administrator(self, name: str = "Ada Admin") -> Identity:
+        """A person appointed as administrator (once)."""
+        identity = self.person(name, "professional", profession="administrator")
+        if not self.record.directory().persons[identity.person].administrator:
+            self.authority.appoint_administrator(identity.person)
+        return identity
+
+    def service(self, name: str = "Events") -> Identity:
+        """A person of kind `service`, for service tokens."""
+        return self.person(name, "service")
 
     def token(self, identity: Identity, scope: Scope, organisation: str | None = None) -> str:
         return issue(self.record, identity.person, scope, organisation)
@@ -76,6 +95,7 @@ class Served:
                 authors,
                 lambda data: client.submit(data).receipt,
                 start,
+                self.organisation(SCHOOL),
             )
 
 

@@ -138,8 +138,9 @@ def test_an_exported_bundle_holds_the_whole_case_proved_against_one_checkpoint(
     assert report.entries == CASE_SIZE
     assert report.pending == 0
     assert report.checkpoint.size == exported.sealed.seal().size
-    # The authority and its key, then each of the seven people of the case and their key.
-    assert report.directory_entries == 16
+    # The authority and its key, each of the seven people of the case and their key, and the
+    # school's registration.
+    assert report.directory_entries == 17
 
 
 # -- what does not ----------------------------------------------------------------------------

@@ -191,6 +191,9 @@ def test_the_demo_plays_the_worked_case_once_however_often_it_runs(cli: CLI) -> 
     assert "status: agreed" in first
     assert "* One clinic session plus a daily home programme" in first
     assert "withdrawn" in first
+    # The school is a registered organisation: named by id in the case, shown by its name.
+    assert "sharing with Hillside Primary School until" in first
+    assert "Shared with Hillside Primary School on the basis of consent" in first
     assert first.endswith("25 new entries (0 already recorded)")
     entries = cli.ok("status")
 

@@ -180,7 +180,9 @@ def test_a_school_token_sees_the_case_only_while_its_sharing_consent_is_in_force
     served: Served,
 ) -> None:
     scenario = play_with_sharing(served)
-    school = served.token(served.person("School events", "service"), Scope.SERVICE, SCHOOL)
+    school = served.token(
+        served.person("School events", "service"), Scope.SERVICE, served.organisation(SCHOOL)
+    )
     log = sealed(served)
     scoped = asyncio.run(catch_up(served.url, school, last=len(log) - 1))
     assert scoped.scoped
@@ -210,8 +212,12 @@ def test_a_school_token_sees_the_case_only_while_its_sharing_consent_is_in_force
 
 def test_a_school_token_sees_no_case_without_a_consent_naming_the_school(served: Served) -> None:
     scenario = play_with_sharing(served)
-    school = served.token(served.person("School events", "service"), Scope.SERVICE, SCHOOL)
-    other = served.token(served.person("Council events", "service"), Scope.SERVICE, "Council")
+    school = served.token(
+        served.person("School events", "service"), Scope.SERVICE, served.organisation(SCHOOL)
+    )
+    other = served.token(
+        served.person("Council events", "service"), Scope.SERVICE, served.organisation("Council")
+    )
     log = sealed(served)
     for token, expected in ((school, {scenario.played.case}), (other, set())):
         scoped = asyncio.run(catch_up(served.url, token, last=len(log) - 1))
@@ -220,9 +226,77 @@ def test_a_school_token_sees_no_case_without_a_consent_naming_the_school(served:
     assert scenario.unshared in {entry.stream for entry in log}  # it is there, just not shared
 
 
+def test_a_consent_that_names_a_decision_shares_only_that_decisions_entries(
+    served: Served,
+) -> None:
+    played = served.play_worked_case()
+    grace, okafor, sam = (served.people[n] for n in ("Grace Okoye", "Dr Ngozi Okafor", "Sam Reyes"))
+    surgery = served.organisation("Riverside Surgery")
+    until = (datetime.now(UTC).date() + timedelta(days=30)).isoformat()
+    consent = {
+        "decision": played.decision,
+        "basis": "parental responsibility",
+        "scope": {
+            "type": "sharing",
+            "organisation": surgery,
+            "purpose": "Physiotherapy follow-up",
+            "data_kinds": ["decision", "proposal", "action", "review", "information"],
+            "until": until,
+        },
+    }
+    other = str(uuid.uuid4())
+    due = (datetime.now(UTC).date() + timedelta(days=7)).isoformat()
+
+    def action(decision: str) -> dict[str, Any]:
+        return {"decision": decision, "action": str(uuid.uuid4()), "owner": sam.person, "due": due}
+
+    with served.client() as client:
+
+        def say(who: Identity, kind: str, body: dict[str, Any]) -> str:
+            return client.submit(who.sign(played.case, kind, body)).receipt.hash
+
+        given = say(grace, "consent.given", consent)
+        shown = [
+            say(sam, "action.assigned", action(played.decision)),
+            say(sam, "review.scheduled", {"decision": played.decision, "due": due}),
+        ]
+        hidden = [
+            say(
+                okafor,
+                "decision.opened",
+                {"decision": other, "question": "Swimming?", "required": [okafor.person]},
+            ),
+            say(
+                sam,
+                "proposal.made",
+                {"decision": other, "proposal": str(uuid.uuid4()), "title": "Pool"},
+            ),
+            say(sam, "action.assigned", action(other)),
+            say(
+                okafor,
+                "information.shared",
+                {
+                    "recipient": surgery,
+                    "purpose": "Follow-up",
+                    "what": "The plan.",
+                    "basis": "consent",
+                    "consent": given,
+                },
+            ),
+        ]
+    token = served.token(served.person("Surgery events", "service"), Scope.SERVICE, surgery)
+    log = sealed(served)
+    scoped = asyncio.run(catch_up(served.url, token, last=len(log) - 1))
+    seen = [e["entryhash"] for e in scoped.events if e["subject"] == played.case]
+    assert seen == [given, *shown]
+    assert not set(hidden) & {e["entryhash"] for e in scoped.events}
+
+
 def test_a_scoped_token_sees_keys_but_never_who_people_are(served: Served) -> None:
     play_with_sharing(served)
-    school = served.token(served.person("School events", "service"), Scope.SERVICE, SCHOOL)
+    school = served.token(
+        served.person("School events", "service"), Scope.SERVICE, served.organisation(SCHOOL)
+    )
     log = sealed(served)
     scoped = asyncio.run(catch_up(served.url, school, last=len(log) - 1))
     seen = [e for e in scoped.events if e["subject"] == directory(served)]
@@ -248,7 +322,9 @@ def test_an_unscoped_service_token_sees_every_event(served: Served) -> None:
 
 def test_a_scoped_live_stream_shows_exactly_what_scoped_catch_up_shows(served: Served) -> None:
     play_with_sharing(served)
-    school = served.token(served.person("School events", "service"), Scope.SERVICE, SCHOOL)
+    school = served.token(
+        served.person("School events", "service"), Scope.SERVICE, served.organisation(SCHOOL)
+    )
     log = sealed(served)
     scoped = asyncio.run(catch_up(served.url, school, last=len(log) - 1))
     stream = asyncio.run(live(served.url, school, "?after=-1", until=having(len(scoped.events))))
@@ -525,14 +601,13 @@ def test_a_subscriber_started_before_anything_is_sealed_receives_the_first_entri
     async def run() -> list[Received]:
         async with running(home, port=0, follow=False) as server:  # no sealer of its own
             record = server.service.record
-            authority = record.directory().authority
-            assert authority is not None
-            token = await asyncio.to_thread(issue, record, authority, Scope.SERVICE)
+            service = await asyncio.to_thread(home.authority(record).register, "Events", "service")
+            token = await asyncio.to_thread(issue, record, service, Scope.SERVICE)
             subscriber = asyncio.create_task(subscribe(server.url, token, count=2))
             await asyncio.sleep(0.5)  # it has found nothing to catch up on and gone live
             sealer = Sealer(record, home.ledger_key())
             try:
-                assert await asyncio.to_thread(sealer.catch_up) == 2
+                assert await asyncio.to_thread(sealer.catch_up) == 3
             finally:
                 sealer.log.close()
             return await subscriber
@@ -588,9 +663,7 @@ def test_accord_serve_stops_promptly_on_sigterm_while_a_subscriber_is_connected(
     accord("--home", str(home_path), "init", "--origin", ORIGIN)
     home = Home.load(home_path)
     with home.open_ledger() as record:
-        person = record.directory().authority
-        assert person is not None
-        token = issue(record, person, Scope.SERVICE)
+        token = issue(record, home.authority(record).register("Events", "service"), Scope.SERVICE)
     server = Subprocess(home_path, free_port(), tmp_path / "server.log")
 
     async def run() -> float:
@@ -842,7 +915,9 @@ def test_subscribe_yields_every_event_verified_in_position_order(served: Served)
 
 def test_a_scoped_subscriber_verifies_what_its_consent_lets_it_see(served: Served) -> None:
     scenario = play_with_sharing(served)
-    school = served.token(served.person("School events", "service"), Scope.SERVICE, SCHOOL)
+    school = served.token(
+        served.person("School events", "service"), Scope.SERVICE, served.organisation(SCHOOL)
+    )
     log = sealed(served)
     expected = asyncio.run(catch_up(served.url, school, last=len(log) - 1)).events
     received = asyncio.run(subscribe(served.url, school, count=len(expected)))
@@ -1361,7 +1436,8 @@ def play_with_sharing(served: Served) -> Scenario:
                     in_force.append(client.submit(extra).receipt)
             return client.submit(data).receipt
 
-        played = play(case, {h: i.author for h, i in people.items()}, submit, start)
+        authors = {h: i.author for h, i in people.items()}
+        played = play(case, authors, submit, start, served.organisation(SCHOOL))
         after = [client.submit(s).receipt for s in shared_families(str(uuid.uuid4()))]
         unshared = str(uuid.uuid4())
         body = {"child": people["amara"].person, "title": "Unshared", "lead": okafor.person}

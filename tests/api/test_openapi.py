@@ -165,7 +165,7 @@ def fuzzed(served: Served) -> Fuzzed:
         "reviewer": served.token(served.reviewer(), Scope.REVIEWER),
         "member": served.token(member, Scope.MEMBER),
         "service": served.token(served.person("Records Service", "service"), Scope.SERVICE),
-        "admin": served.token(served.person("Ada Admin"), Scope.ADMIN),
+        "admin": served.token(served.administrator(), Scope.ADMIN),
         "anonymous": None,
     }
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

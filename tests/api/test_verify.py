@@ -26,7 +26,7 @@ from api.home import Home
 from api.tokens import Scope
 from api.verify import verify_ledger, verify_url
 from domain.record import DecisionRecord
-from domain.worked_case import play
+from domain.worked_case import SCHOOL, play
 from ledger import checkpoint as checkpoints
 from ledger import keys
 from ledger import verify as verifier
@@ -49,7 +49,8 @@ from tests.conftest import tamper as tamper_store
 from tests.domain.conftest import WorkedCase, cast
 
 ORIGIN = "clinic.example/accord"
-DIRECTORY_SIZE = 16  # the authority and its key, then seven people with a key each
+# The authority and its key, seven people with a key each, the school and a records service.
+DIRECTORY_SIZE = 18
 CASE_SIZE = 25
 
 
@@ -229,6 +230,7 @@ def seal_worked_case(path: Path, store_url: str) -> Sealed:
     world = World(record, authority_key, Authority(record, authority_key))
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     authors = cast(world, start)
+    world.authority.register("Records Service", "service")
     ledger_key = home.ledger_key()
     sealer = Sealer(record, ledger_key)
     sealer.catch_up()
@@ -236,7 +238,9 @@ def seal_worked_case(path: Path, store_url: str) -> Sealed:
     sealer.log.close()
     assert early is not None and early.size == DIRECTORY_SIZE
     case = str(uuid.uuid4())
-    played = play(case, authors, lambda data: record.submit(data).receipt, start)
+    played = play(
+        case, authors, lambda data: record.submit(data).receipt, start, world.organisation(SCHOOL)
+    )
     state = Sealed(store_url, home, world, WorkedCase(played, authors, start), ledger_key, early)
     assert state.seal().size == DIRECTORY_SIZE + CASE_SIZE
     return state
@@ -873,7 +877,10 @@ class Remote:
     token: str
 
     def issue(self, scope: Scope, organisation: str | None = None) -> str:
-        person = self.sealed.worked.authors["okafor"].person
+        if scope is Scope.SERVICE:
+            person = _service(self.server)
+        else:
+            person = self.sealed.worked.authors["okafor"].person
         return tokens.issue(self.server, person, scope, organisation)
 
     def failure(
@@ -893,12 +900,18 @@ class Remote:
         return command("verify", "--url", self.url, "--workers", "1", *args)
 
 
+def _service(record: DecisionRecord) -> str:
+    """The sealed ledger's records service, for service tokens."""
+    return next(p.id for p in record.directory().persons.values() if p.kind == "service")
+
+
 @contextmanager
 def serving(sealed: Sealed) -> Iterator[Remote]:
     with serve_in_thread(sealed.home) as server:
         record = server.service.record
-        person = sealed.worked.authors["okafor"].person
-        yield Remote(sealed, server.url, record, tokens.issue(record, person, Scope.SERVICE))
+        yield Remote(
+            sealed, server.url, record, tokens.issue(record, _service(record), Scope.SERVICE)
+        )
 
 
 def wait_until_signed(sealed: Sealed, size: int, timeout: float = 30.0) -> None:
@@ -1158,7 +1171,7 @@ def test_a_token_that_cannot_read_every_entry_gives_one_clear_line(
     elif token == "member":
         given = ["--token", remote.issue(Scope.MEMBER)]
     elif token == "organisation":
-        given = ["--token", remote.issue(Scope.SERVICE, "Riverside School")]
+        given = ["--token", remote.issue(Scope.SERVICE, remote.sealed.world.organisation(SCHOOL))]
     else:
         given = ["--token", "accord_" + "0" * 32 + "_secret"]
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.record import DecisionRecord
-from domain.worked_case import CAST, Played, birth_date, play
+from domain.worked_case import CAST, SCHOOL, Played, birth_date, play
 from ledger.author import Author
 from tests.conftest import World, open_world
 
@@ -25,7 +25,7 @@ def record(store_url: str) -> Iterator[World]:
 
 
 def cast(world: World, start: datetime) -> dict[str, Author]:
-    """Register the worked case's people, each with a key of their own."""
+    """Register the worked case's people, each with a key of their own, and its school."""
     authors = {}
     for person in CAST:
         authors[person.handle] = world.person(
@@ -35,6 +35,7 @@ def cast(world: World, start: datetime) -> dict[str, Author]:
             organisation=person.organisation,
             born=birth_date(start) if person.kind == "child" else None,
         )
+    world.organisation(SCHOOL)
     return authors
 
 
@@ -50,5 +51,11 @@ def play_worked_case(world: World) -> WorkedCase:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     authors = cast(world, start)
     case = str(uuid.uuid4())
-    played = play(case, authors, lambda data: world.ledger.submit(data).receipt, start)
+    played = play(
+        case,
+        authors,
+        lambda data: world.ledger.submit(data).receipt,
+        start,
+        world.organisation(SCHOOL),
+    )
     return WorkedCase(played, authors, start)

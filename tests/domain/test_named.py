@@ -1,5 +1,5 @@
-"""Which people a case statement names, for what an evidence bundle discloses: the fields that
-hold person ids, never ids quoted in free text."""
+"""Which people and organisations a case statement names, for what an evidence bundle
+discloses: the fields that hold their ids, never ids quoted in free text."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import msgspec
 import orjson
 
 from domain.bodies import BODIES
-from domain.named import PEOPLE_FIELDS, named_people
+from domain.named import ORGANISATION_FIELDS, PEOPLE_FIELDS, named
 from ledger.statement import UUID_PATTERN, read_header
 
 # Ids a body holds that name things of the case, not people.
@@ -33,7 +33,7 @@ def test_every_id_field_of_every_body_is_a_person_or_a_thing_of_the_case() -> No
         if holds_ids(field.type)
     }
 
-    assert id_fields == set(PEOPLE_FIELDS) | THINGS
+    assert id_fields == set(PEOPLE_FIELDS) | set(ORGANISATION_FIELDS) | THINGS
 
 
 def header(kind: str, body: dict[str, Any]) -> Any:
@@ -58,6 +58,33 @@ def test_ids_in_free_text_are_not_named_but_ids_in_person_fields_are() -> None:
     dissent = header("dissent.recorded", {"decision": decision, "reasons": other})
     required = {"decision": decision, "question": other, "required": [lead, child]}
 
-    assert named_people(opened) == [child, lead]
-    assert named_people(dissent) == []
-    assert named_people(header("decision.opened", required)) == [lead, child]
+    assert named(opened) == [child, lead]
+    assert named(dissent) == []
+    assert named(header("decision.opened", required)) == [lead, child]
+
+
+def test_organisations_are_named_by_membership_sharing_consent_and_a_share_under_consent() -> None:
+    school, person, other = (f"00000000-0000-4000-8000-00000000003{n}" for n in range(3))
+    consent = "0" * 64
+    sharing = {
+        "type": "sharing",
+        "organisation": school,
+        "purpose": other,
+        "data_kinds": ["action"],
+        "until": "2027-01-01",
+    }
+    joined = {"person": person, "role": "external_partner", "organisation": school}
+    under_consent = {
+        "recipient": school,
+        "purpose": other,
+        "what": other,
+        "basis": "consent",
+        "consent": consent,
+    }
+    safeguarding = under_consent | {"basis": "safeguarding", "justification": other}
+    del safeguarding["consent"]
+
+    assert named(header("participant.joined", joined)) == [person, school]
+    assert named(header("consent.given", {"scope": sharing, "basis": other})) == [school]
+    assert named(header("information.shared", under_consent)) == [school]
+    assert named(header("information.shared", safeguarding)) == []

@@ -17,10 +17,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
+from domain.bodies import DataKind
 from domain.case import Case
 from domain.errors import RuleViolated
 from domain.record import DecisionRecord
@@ -249,11 +250,12 @@ class Scene:
         }
 
     def sharing(self, organisation: str = SCHOOL, days: int = 183) -> dict[str, Any]:
+        """A sharing consent's body for the organisation registered under that name."""
         return {
             "basis": "parental responsibility",
             "scope": {
                 "type": "sharing",
-                "organisation": organisation,
+                "organisation": self.world.organisation(organisation),
                 "purpose": "Support Seun's exercise plan",
                 "data_kinds": ["decision", "proposal", "action"],
                 "until": (datetime.now(UTC).date() + timedelta(days=days)).isoformat(),
@@ -284,7 +286,7 @@ class Scene:
 
     def share(self, basis: str = "consent", **extra: Any) -> dict[str, Any]:
         return {
-            "recipient": SCHOOL,
+            "recipient": self.world.organisation(SCHOOL),
             "purpose": "Support Seun's exercise plan",
             "what": "The home exercise plan.",
             "basis": basis,
@@ -325,7 +327,7 @@ def build_scene(world: World, *, born: date | None = None) -> Scene:
         if person.parental_responsibility:
             extra["parental_responsibility"] = True
         if person.organisation is not None:
-            extra["organisation"] = person.organisation
+            extra["organisation"] = world.organisation(person.organisation)
         scene.join(person.handle, person.role, **extra)
     scene.say("grace", "preferences.stated", {"preferred_name": PREFERRED}, for_="child")
     scene.decision = scene.open_decision()
@@ -407,7 +409,8 @@ def a_safeguarding_reviewer_cannot_be_joined_to_a_case(s: Scene) -> Attempt:
 @forbids("not_a_member", "R1", "Referral feed")
 def a_service_cannot_be_joined_to_a_case(s: Scene) -> Attempt:
     feed = s.add("feed", "Referral feed", "service")
-    body = {"person": feed, "role": "external_partner", "organisation": "Referrals"}
+    referrals = s.world.organisation("Referrals")
+    body = {"person": feed, "role": "external_partner", "organisation": referrals}
     return Attempt("lead", "participant.joined", body)
 
 
@@ -681,6 +684,44 @@ def competence_for_another_decision_does_not_count(s: Scene) -> Attempt:
 def a_child_under_sixteen_cannot_consent_to_sharing(s: Scene) -> Attempt:
     s.say("lead", "capacity.assessed", s.competent())  # competent for the treatment decision
     return Attempt("child", "consent.given", s.sharing())
+
+
+ALL_DATA_KINDS = list(get_args(DataKind))
+
+
+@forbids("rule_violated", "R5", "not registered")
+def a_child_competent_for_one_decision_cannot_consent_to_sharing_with_an_unknown_company(
+    s: Scene,
+) -> Attempt:
+    inhaler = s.open_decision(question="Should Seun use a preventer inhaler at school?")
+    s.say("lead", "capacity.assessed", {**s.competent(), "decision": inhaler})
+    body = {
+        "decision": inhaler,
+        "basis": "my own decision",
+        "scope": {
+            "type": "sharing",
+            "organisation": str(uuid.uuid4()),  # an id no one registered
+            "purpose": "Marketing",
+            "data_kinds": ALL_DATA_KINDS,
+            "until": (datetime.now(UTC).date() + timedelta(days=30)).isoformat(),
+        },
+    }
+    return Attempt("child", "consent.given", body)
+
+
+@forbids("rule_violated", "R8", PREFERRED, "whole case")
+def competence_for_one_decision_does_not_cover_a_sharing_consent_for_the_whole_case(
+    s: Scene,
+) -> Attempt:
+    s.say("lead", "capacity.assessed", s.competent())
+    return Attempt("child", "consent.given", s.sharing())
+
+
+@forbids("rule_violated", "R5", "not registered")
+def an_external_partner_joins_for_a_registered_organisation(s: Scene) -> Attempt:
+    teacher = s.add("teacher", "Tom Hale", "professional")
+    body = {"person": teacher, "role": "external_partner", "organisation": str(uuid.uuid4())}
+    return Attempt("lead", "participant.joined", body)
 
 
 @forbids("rule_violated", "R8", PREFERRED, LEAD)
@@ -991,6 +1032,12 @@ def sharing_with_the_organisation_the_consent_names(s: Scene) -> Attempt:
     return Attempt("lead", "information.shared", s.share(consent=consent))
 
 
+@allows("R8", "a child competent for a decision consents to sharing that decision's entries")
+def a_competent_child_consents_to_sharing_what_concerns_that_decision(s: Scene) -> Attempt:
+    s.say("lead", "capacity.assessed", s.competent())
+    return Attempt("child", "consent.given", {**s.sharing(), "decision": s.decision})
+
+
 @allows("R12")
 def sharing_under_a_legal_duty_with_a_justification(s: Scene) -> Attempt:
     body = s.share("legal_duty", justification="Court order for the school.")
@@ -1213,14 +1260,15 @@ def test_withdrawing_sharing_consent_stops_sharing_from_that_moment(scene: Scene
     consent = scene.say("grace", "consent.given", scene.sharing()).hash
     scene.say("lead", "information.shared", scene.share(consent=consent))
     case = scene.stored()
-    active = case.sharing_consent(SCHOOL, case.recorded_at)
+    school = scene.world.organisation(SCHOOL)
+    active = case.sharing_consent(school, case.recorded_at)
     assert active is not None and active.hash == consent
-    assert case.sharing_consent(SURGERY, case.recorded_at) is None
+    assert case.sharing_consent(scene.world.organisation(SURGERY), case.recorded_at) is None
 
     scene.withdraw_consent(consent, "daniel")
 
     case = scene.stored()
-    assert case.sharing_consent(SCHOOL, case.recorded_at) is None
+    assert case.sharing_consent(school, case.recorded_at) is None
     error = scene.reject(Attempt("lead", "information.shared", scene.share(consent=consent)))
     assert_explains(error, "rule_violated", "R12", (PREFERRED, SCHOOL))
     assert len(scene.stored().shares) == 1
@@ -1394,3 +1442,28 @@ def test_a_view_on_a_superseded_decision_can_still_be_answered(scene: Scene) -> 
     scene.say("priya", "feedback.given", scene.feedback(view))
 
     assert scene.stored().overdue_feedback(later) == []
+
+
+def test_a_sharing_consent_names_its_organisation_by_id_not_by_a_look_alike_name(
+    scene: Scene,
+) -> None:
+    scene.world.organisation("Riverside Academy")
+    body = scene.sharing("Riverside Academy")
+    body["scope"]["organisation"] = "Riverside Acade\u04cfy"  # Cyrillic palochka for the m
+    before = fingerprint(scene.world.ledger)
+    with pytest.raises(Malformed, match="organisation"):
+        scene.submit(Attempt("grace", "consent.given", body))
+    assert fingerprint(scene.world.ledger) == before
+
+
+def test_a_shares_recipient_under_consent_is_the_consents_organisation_shown_by_name(
+    scene: Scene,
+) -> None:
+    consent = scene.say("grace", "consent.given", scene.sharing()).hash
+    surgery = scene.world.organisation(SURGERY)
+    error = scene.reject(
+        Attempt(
+            "lead", "information.shared", {**scene.share(consent=consent), "recipient": surgery}
+        )
+    )
+    assert_explains(error, "rule_violated", "R12", (PREFERRED, SURGERY))

@@ -107,7 +107,7 @@ class CaseMachine(RuleBasedStateMachine):
                 if responsibility:
                     body["parental_responsibility"] = True
                 if role == "external_partner":
-                    body["organisation"] = "School"
+                    body["organisation"] = self.world.organisation("School")
                 assert self.say("lead", "participant.joined", body)
 
     # -- statements -------------------------------------------------------------------------

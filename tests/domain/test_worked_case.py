@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from domain.bodies import SharingScope
 from domain.record import DecisionRecord
 from domain.worked_case import SCHOOL, play
 from tests.conftest import World, fingerprint
@@ -38,7 +39,9 @@ def test_the_worked_case_ends_with_the_home_programme_agreed(record: World) -> N
 
     sharing = case.consents[played.hash("consent:sharing")]
     assert sharing.withdrawn_at == played.receipts["withdraw"].recorded_at
-    assert case.sharing_consent(SCHOOL, case.recorded_at) is None
+    assert isinstance(sharing.scope, SharingScope)
+    assert sharing.scope.organisation == played.school == record.organisation(SCHOOL)
+    assert case.sharing_consent(played.school, case.recorded_at) is None
     assert case.treatment_consent(played.hash("proposal:home"), case.recorded_at) is not None
     assert ledger.check_stream(case.id) == len(played.receipts)
 
@@ -52,6 +55,7 @@ def test_playing_the_worked_case_again_stores_nothing_new(record: World) -> None
         worked.authors,
         lambda data: record.ledger.submit(data).receipt,
         worked.start,
+        worked.played.school,
     )
 
     assert again.receipts == worked.played.receipts
