@@ -24,6 +24,7 @@ from domain.record import DecisionRecord
 from domain.worked_case import CAST, SCHOOL, Played, birth_date, play
 from ledger import keys
 from ledger.author import Author
+from ledger.files import write_private
 from ledger.ledger import Receipt
 
 REVIEWER = "reviewer"
@@ -44,10 +45,12 @@ def prepare(home: Home, ledger: DecisionRecord) -> tuple[DemoState, dict[str, Au
     state_file = folder / "state.json"
     if state_file.exists():
         state = msgspec.json.decode(state_file.read_bytes(), type=DemoState)
+        if "school" not in state.organisations:
+            # An earlier version's demo, which named the school by name: its case stays as it
+            # was recorded, and the case is played afresh beside it, naming the school by id.
+            state.case, state.start = str(uuid.uuid4()), _start()
     else:
-        # Statement times are the start plus a second a step: start a minute ago.
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-        state = DemoState(str(uuid.uuid4()), start)
+        state = DemoState(str(uuid.uuid4()), _start())
     authority = home.authority(ledger)
     if REVIEWER not in state.people:
         reviewer = authority.register(
@@ -55,10 +58,10 @@ def prepare(home: Home, ledger: DecisionRecord) -> tuple[DemoState, dict[str, Au
         )
         authority.appoint_reviewer(reviewer)
         state.people[REVIEWER] = reviewer
-        state_file.write_bytes(msgspec.json.encode(state))
+        _save(state_file, state)
     if "school" not in state.organisations:
         state.organisations["school"] = authority.register_organisation(SCHOOL)
-        state_file.write_bytes(msgspec.json.encode(state))
+        _save(state_file, state)
     authors = {}
     for person in CAST:
         key_file = folder / f"{person.handle}.pem"
@@ -77,7 +80,7 @@ def prepare(home: Home, ledger: DecisionRecord) -> tuple[DemoState, dict[str, Au
             keys.save_private_key(key, key_file)
             authority.bind(person_id, key.public_key())
             state.people[person.handle] = person_id
-            state_file.write_bytes(msgspec.json.encode(state))
+            _save(state_file, state)
         key = keys.load_private_key(key_file)
         authors[person.handle] = Author(ledger.origin, state.people[person.handle], key)
     return state, authors
@@ -157,3 +160,12 @@ def describe(case: Case, ledger: DecisionRecord) -> str:
     for share in case.shares:
         lines.append(f"Shared with {organisation(share.recipient)} on the basis of {share.basis}")
     return "\n".join(lines)
+
+
+def _start() -> datetime:
+    """Statement times are the start plus a second a step: start a minute ago."""
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+
+
+def _save(state_file: Path, state: DemoState) -> None:
+    write_private(state_file, msgspec.json.encode(state), replace=True)

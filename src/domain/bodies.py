@@ -21,6 +21,10 @@ from ledger.statement import read_body as header_body
 
 LongText = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=TEXT_PATTERN)]
 OptionalText = Annotated[str, msgspec.Meta(max_length=4000)]
+# A registered organisation's id (names can look alike, ids cannot). Typed as text, not as a
+# UUID: entries recorded before organisations were registered name one by name, and still fold
+# and verify; a new statement must give a registered id (`domain.rules`, R5).
+OrganisationId = Text
 Hash = Annotated[str, msgspec.Meta(pattern=HASH_PATTERN, description="entry hash")]
 People = Annotated[list[Uuid], msgspec.Meta(min_length=1, max_length=50)]
 
@@ -74,7 +78,7 @@ class ParticipantJoined(Body):
     person: Uuid
     role: Role
     parental_responsibility: bool = False
-    organisation: Uuid | None = None  # a registered organisation's id (external partners)
+    organisation: OrganisationId | None = None  # external partners
 
 
 class ParticipantLeft(Body):
@@ -157,7 +161,7 @@ class TreatmentScope(
 class SharingScope(
     msgspec.Struct, tag="sharing", tag_field="type", forbid_unknown_fields=True, gc=False
 ):
-    organisation: Uuid  # a registered organisation's id: names can look alike, ids cannot
+    organisation: OrganisationId
     purpose: Text
     data_kinds: Annotated[list[DataKind], msgspec.Meta(min_length=1, max_length=20)]
     until: date

@@ -15,7 +15,7 @@ from ledger.statement import Header
 # an organisation (below) or a thing of the case: a decision, proposal or action, or an entry.
 PEOPLE_FIELDS = ("child", "lead", "person", "required", "owner")
 # The top-level body fields that hold a registered organisation's id; a sharing consent's
-# scope and a share made under consent name one too (see `named`).
+# scope and a share made under consent name one too (see `organisations`).
 ORGANISATION_FIELDS = ("organisation",)
 
 
@@ -27,16 +27,23 @@ def named(header: Header) -> list[str]:
         return []
     body = b.read_body(header)
     ids: list[str] = []
-    for name in PEOPLE_FIELDS + ORGANISATION_FIELDS:
+    for name in PEOPLE_FIELDS:
         value = getattr(body, name, None)
         if isinstance(value, str):
             ids.append(value)
         elif isinstance(value, list):
             ids.extend(value)
+    return ids + organisations(body)
+
+
+def organisations(body: object) -> list[str]:
+    """The organisations a case statement's body names: an external partner's, a sharing
+    consent's, the recipient of a share under consent."""
+    found = [value for name in ORGANISATION_FIELDS if (value := getattr(body, name, None))]
     if isinstance(body, b.ConsentGiven | b.ConsentRefused) and isinstance(
         body.scope, b.SharingScope
     ):
-        ids.append(body.scope.organisation)
+        found.append(body.scope.organisation)
     elif isinstance(body, b.InformationShared) and body.basis == "consent":
-        ids.append(body.recipient)  # under consent, the consent's organisation by its id
-    return ids
+        found.append(body.recipient)  # under consent, the consent's organisation by its id
+    return found

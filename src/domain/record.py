@@ -34,7 +34,7 @@ class DecisionRecord(Ledger):
         recorded_at: str,
     ) -> None:
         if isinstance(stream, Case):
-            admit(stream, submission.statement, directory, recorded_at)
+            admit(stream, submission.statement, directory, recorded_at, new=True)
             # Not one of the rules: stored entries, which the rules replay, are not held to it.
             check_texts(submission.statement.body)
         else:

@@ -3,6 +3,7 @@ ledger's). Each rejection names its rule and says, in a sentence a person unders
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -10,9 +11,10 @@ from typing import Any
 from domain import bodies as b
 from domain.case import Agreement, Case, Decision, Member
 from domain.errors import NotAMember, RoleNotPermitted, RuleViolated, StaleReference
+from domain.named import organisations
 from ledger.clock import normalise
 from ledger.directory import Directory, Person
-from ledger.statement import Statement
+from ledger.statement import UUID_PATTERN, Statement
 
 CLOCK_SKEW = timedelta(minutes=5)
 ADULT_FOR_CONSENT = 16
@@ -29,9 +31,25 @@ ROLE_NAMES = {
 }
 
 
-def admit(case: Case, statement: Statement, directory: Directory, recorded_at: str) -> None:
-    """Raise a `RuleViolated` (or subclass) unless the statement may be appended to the case."""
+UNREGISTERED = (
+    "That organisation is not registered in the directory; an organisation is registered "
+    "first, and then named by the id it was registered under."
+)
+_UUID = re.compile(UUID_PATTERN)
+
+
+def admit(
+    case: Case, statement: Statement, directory: Directory, recorded_at: str, new: bool = False
+) -> None:
+    """Raise a `RuleViolated` (or subclass) unless the statement may be appended to the case.
+
+    `new`: the statement is being submitted, not replayed, and is also held to what stored
+    entries are not: it names every organisation by a registered id, never by a name (which
+    only entries recorded before organisations were registered hold).
+    """
     body = b.parse_body(statement)
+    if new and any(not _UUID.match(o) for o in organisations(body)):
+        raise RuleViolated("R5", UNREGISTERED)
     check = _Check(case, statement, directory, recorded_at)
     check.time()
     if statement.on_behalf_of is not None and statement.kind not in ON_BEHALF_KINDS:
@@ -67,9 +85,17 @@ class _Check:
         known = self.directory.persons.get(person)
         return known.name if known is not None else "an unknown person"
 
-    def reads_only(self, person: Person) -> bool:
-        """Reviewers (once appointed) and services read cases; they never write to them."""
-        return person.reviewer_at(self.recorded_at) or person.kind == "service"
+    def outside(self, person: Person) -> str | None:
+        """What keeps a person outside every case, if anything: appointed reviewers read cases,
+        appointed administrators run the directory and services subscribe; none of them ever
+        writes in a case or joins one (R1)."""
+        if person.kind == "service":
+            return "reads cases as a service"
+        if person.reviewer_at(self.recorded_at):
+            return "reads cases as a reviewer"
+        if person.appointed_at("administrator", self.recorded_at):
+            return "runs the directory as an administrator"
+        return None
 
     @property
     def child(self) -> str:
@@ -91,10 +117,9 @@ class _Check:
         if self.case.version:
             raise RuleViolated("R5", "This case is already open; a case is opened only once.")
         author = self.directory.persons.get(by)
-        if author is not None and (
-            author.reviewer_at(self.recorded_at) or author.kind == "service"
-        ):
-            raise NotAMember(f"{author.name} reads cases as a reviewer or service; they open none.")
+        outside = None if author is None else self.outside(author)
+        if author is not None and outside is not None:
+            raise NotAMember(f"{author.name} {outside}; they open none.")
         if author is None or author.kind != "professional":
             raise RoleNotPermitted("R3", "Only a clinician can open a case.")
         if body.lead != by:
@@ -112,12 +137,9 @@ class _Check:
         if not self.case.version:
             raise NotAMember("This case has not been opened; its first statement is case.opened.")
         person = self.directory.persons.get(by)
-        if person is not None and (
-            person.reviewer_at(self.recorded_at) or person.kind == "service"
-        ):
-            raise NotAMember(
-                f"{self.name(by)} reads cases as a reviewer or service and cannot write to them."
-            )
+        outside = None if person is None else self.outside(person)
+        if outside is not None:
+            raise NotAMember(f"{self.name(by)} {outside} and cannot write to cases.")
         member = self.case.member(by)
         if member is None:
             raise NotAMember(f"{self.name(by)} is not a member of this case.")
@@ -194,10 +216,9 @@ class _Check:
             raise RuleViolated("R5", "That person is not registered in the directory.")
         if self.case.member(body.person) is not None:
             raise RuleViolated("R5", f"{self.name(body.person)} is already a member of this case.")
-        if self.reads_only(person):
-            raise NotAMember(
-                f"{person.name} reads cases as a reviewer or service, not as a member."
-            )
+        outside = self.outside(person)
+        if outside is not None:
+            raise NotAMember(f"{person.name} {outside}, not as a member of a case.")
         expected = {"child": "child", "parent": "adult", "carer": "adult"}.get(body.role)
         if body.role == "child" or (expected and person.kind != expected):
             raise RoleNotPermitted("R3", f"{person.name} cannot join as {body.role}.")
@@ -307,13 +328,13 @@ class _Check:
         self.entitled(body.decision, author)
 
     def registered_organisation(self, organisation: str) -> None:
-        """R5: organisations are named by the id the directory registered them under."""
-        if organisation not in self.directory.organisations:
-            raise RuleViolated(
-                "R5",
-                "That organisation is not registered in the directory; an organisation is "
-                "registered first, and then named by the id it was registered under.",
-            )
+        """R5: organisations are named by the id the directory registered them under.
+
+        An entry recorded before organisations were registered names one by name, and replays
+        as it was accepted; a new statement may not (`name_organisations_by_id`).
+        """
+        if organisation not in self.directory.organisations and _UUID.match(organisation):
+            raise RuleViolated("R5", UNREGISTERED)
 
     def organisation(self, organisation: str) -> str:
         """An organisation's registered name, for messages."""

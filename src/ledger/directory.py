@@ -198,7 +198,11 @@ class Person:
 
     def reviewer_at(self, recorded_at: str) -> bool:
         """Whether they were an appointed reviewer at that time (a replay asks of the past)."""
-        return any(t.role == "reviewer" and t.at(recorded_at) for t in self.appointments)
+        return self.appointed_at("reviewer", recorded_at)
+
+    def appointed_at(self, role: str, recorded_at: str) -> bool:
+        """Whether they held an appointment in `role` at that time."""
+        return any(t.role == role and t.at(recorded_at) for t in self.appointments)
 
 
 class Directory(Stream):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import uuid
 from datetime import UTC, datetime
@@ -203,6 +204,26 @@ def test_the_demo_plays_the_worked_case_once_however_often_it_runs(cli: CLI) -> 
     assert cli.ok("status") == entries
     for key_file in (cli.home / "demo").glob("*.pem"):
         assert mode(key_file) == 0o600
+    assert mode(cli.home / "demo" / "state.json") == 0o600
+
+
+def test_a_demo_home_of_an_earlier_version_gets_the_case_played_afresh_beside_its_own(
+    cli: CLI,
+) -> None:
+    cli.ok("demo")
+    state_file = cli.home / "demo" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["organisations"]  # as an earlier demo, which named the school by name, kept it
+    state_file.write_text(json.dumps(state))
+
+    again = cli.ok("demo")
+
+    assert again.endswith("25 new entries (0 already recorded)")
+    assert json.loads(state_file.read_text())["case"] != state["case"]
+    assert cli.ok("demo").endswith("0 new entries (25 already recorded)")
+    code, out, _ = cli("verify", "--workers", "1")  # its progress bar goes to stderr
+    assert code == 0
+    assert "the rules hold" in out
 
 
 def test_rebuild_restores_the_projections_from_the_log(cli: CLI) -> None:

@@ -9,7 +9,7 @@ import msgspec
 import orjson
 
 from domain.bodies import BODIES
-from domain.named import ORGANISATION_FIELDS, PEOPLE_FIELDS, named
+from domain.named import PEOPLE_FIELDS, named
 from ledger.statement import UUID_PATTERN, read_header
 
 # Ids a body holds that name things of the case, not people.
@@ -33,7 +33,7 @@ def test_every_id_field_of_every_body_is_a_person_or_a_thing_of_the_case() -> No
         if holds_ids(field.type)
     }
 
-    assert id_fields == set(PEOPLE_FIELDS) | set(ORGANISATION_FIELDS) | THINGS
+    assert id_fields == set(PEOPLE_FIELDS) | THINGS
 
 
 def header(kind: str, body: dict[str, Any]) -> Any:

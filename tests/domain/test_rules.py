@@ -433,6 +433,26 @@ def a_safeguarding_reviewer_cannot_open_a_case(s: Scene) -> Attempt:
     return s.new_case(by="rita", lead="rita")
 
 
+@forbids("not_a_member", "R1", "Ola Bankole", "administrator")
+def an_administrator_cannot_be_joined_to_a_case(s: Scene) -> Attempt:
+    ola = s.add("ola", "Ola Bankole", "professional")
+    s.world.authority.appoint_administrator(ola)
+    return Attempt("lead", "participant.joined", {"person": ola, "role": "social_worker"})
+
+
+@forbids("not_a_member", "R1", "Joan Mensah", "administrator")
+def a_member_later_appointed_administrator_can_no_longer_speak_in_the_case(s: Scene) -> Attempt:
+    s.world.authority.appoint_administrator(s.id("joan"))
+    return Attempt("joan", "opinion.given", s.opinion())
+
+
+@forbids("not_a_member", "R1", "Ola Bankole", "administrator")
+def an_administrator_cannot_open_a_case(s: Scene) -> Attempt:
+    ola = s.add("ola", "Ola Bankole", "professional")
+    s.world.authority.appoint_administrator(ola)
+    return s.new_case(by="ola", lead="ola")
+
+
 @forbids("not_permitted", "R3", "Ade Okon")
 def an_adult_cannot_join_as_a_clinician(s: Scene) -> Attempt:
     ade = s.add("ade", "Ade Okon", "adult")
@@ -840,6 +860,14 @@ def allows(rule: str, spec: str | None = None) -> Callable[[Attempter], Attempte
 
 
 # -- R1 ----------------------------------------------------------------------------------------
+
+
+@allows("R1")
+def a_member_whose_administrator_appointment_ended_speaks_again(s: Scene) -> Attempt:
+    joan = s.id("joan")
+    s.world.authority.appoint_administrator(joan)
+    s.world.authority.remove_administrator(joan, "moved to the ward")
+    return Attempt("joan", "opinion.given", s.opinion())
 
 
 @allows("R1")
