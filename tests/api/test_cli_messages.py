@@ -118,8 +118,7 @@ def test_the_rebuild_progress_never_counts_past_its_total(
 
 def test_an_admin_token_is_an_admin_token(served: Served) -> None:
     played = served.play_worked_case()
-    admin = served.person("Ada Admin", "professional", profession="administrator")
-    token = served.token(admin, Scope.ADMIN)
+    token = served.token(served.administrator(), Scope.ADMIN)
     before = fingerprint(served.record)
     request = urllib.request.Request(
         f"{served.url}/v1/cases/{played.case}/plan", headers={"Authorization": f"Bearer {token}"}

@@ -463,10 +463,12 @@ def test_a_request_the_parser_refuses_is_answered_and_logged_without_its_headers
 def test_accord_serve_writes_no_header_value_to_stdout_or_stderr(tmp_path: Path) -> None:
     home_path = tmp_path / "home"
     accord("--home", str(home_path), "init", "--origin", "clinic.example/accord")
-    with Home.load(home_path).open_ledger() as record:
-        authority = record.directory().authority
-        assert authority is not None
-        token = issue(record, authority, Scope.ADMIN)
+    home = Home.load(home_path)
+    with home.open_ledger() as record:
+        authority = home.authority(record)
+        admin = authority.register("Ada Admin", "professional", profession="administrator")
+        authority.appoint_administrator(admin)
+        token = issue(record, admin, Scope.ADMIN)
     _, secret = split(token)
     server = Subprocess(home_path, free_port(), tmp_path / "server.log")
     server.start()
