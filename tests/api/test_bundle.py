@@ -269,7 +269,7 @@ def test_a_person_quoted_in_free_text_is_not_disclosed_and_the_bundle_still_veri
     assert b"Phone replaced" in data
     report = verify_file(data, exported.public_key)
     assert report.entries == CASE_SIZE + 2
-    assert report.directory_entries == 17  # as before, and Daniel's key's revocation
+    assert report.directory_entries == 18  # the 17 as before, and Daniel's key's revocation
     code, _, err = offline(again, exported.ledger_key)
     assert (code, err) == (0, "")
 

@@ -352,7 +352,9 @@ class Revoked:
 
 def revoke_sams_key(served: Served) -> Revoked:
     scenario = play_with_sharing(served)
-    school = served.token(served.person("School events", "service"), Scope.SERVICE, SCHOOL)
+    school = served.token(
+        served.person("School events", "service"), Scope.SERVICE, served.organisation(SCHOOL)
+    )
     service = served_service(served)
     sam = served.person("Sam Reyes")
     action = read_entry(
