@@ -577,11 +577,7 @@ def _organisation_list(args: argparse.Namespace) -> int:
 def _appoint(args: argparse.Namespace) -> int:
     home = _home(args)
     with _open(args, home) as ledger:
-        authority = home.authority(ledger)
-        if args.role == "reviewer":
-            authority.appoint_reviewer(args.person)
-        else:
-            authority.appoint_administrator(args.person)
+        home.authority(ledger).appoint(args.role, args.person)
     print(f"appointed {args.person} as {args.role}")
     return 0
 
@@ -589,11 +585,7 @@ def _appoint(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     home = _home(args)
     with _open(args, home) as ledger:
-        authority = home.authority(ledger)
-        if args.role == "reviewer":
-            authority.remove_reviewer(args.person, args.reason)
-        else:
-            authority.remove_administrator(args.person, args.reason)
+        home.authority(ledger).remove(args.role, args.person, args.reason)
     scope = "reviewer" if args.role == "reviewer" else "admin"
     print(f"removed {args.person} as {args.role}; their {scope} tokens no longer work")
     return 0

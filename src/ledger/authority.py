@@ -67,22 +67,29 @@ class Authority:
         self._submit(self._person(), "organisation.registered", body)
         return organisation
 
+    def appoint(self, role: str, person: str) -> None:
+        """Appoint a person as "reviewer" (safeguarding) or "administrator" (of the directory)."""
+        self._submit(self._person(), f"{role}.appointed", {"person": person})
+
+    def remove(self, role: str, person: str, reason: str) -> None:
+        """End an appointment; the tokens it allowed stop working at once."""
+        self._submit(self._person(), f"{role}.removed", {"person": person, "reason": reason})
+
     def appoint_reviewer(self, person: str) -> None:
         """Appoint a safeguarding reviewer."""
-        self._submit(self._person(), "reviewer.appointed", {"person": person})
+        self.appoint("reviewer", person)
 
     def remove_reviewer(self, person: str, reason: str) -> None:
         """End a reviewer's appointment; their reviewer tokens stop working at once."""
-        self._submit(self._person(), "reviewer.removed", {"person": person, "reason": reason})
+        self.remove("reviewer", person, reason)
 
     def appoint_administrator(self, person: str) -> None:
         """Appoint an administrator of the directory."""
-        self._submit(self._person(), "administrator.appointed", {"person": person})
+        self.appoint("administrator", person)
 
     def remove_administrator(self, person: str, reason: str) -> None:
         """End an administrator's appointment; their admin tokens stop working at once."""
-        body = {"person": person, "reason": reason}
-        self._submit(self._person(), "administrator.removed", body)
+        self.remove("administrator", person, reason)
 
     def _person(self) -> str:
         authority = self.ledger.directory().authority

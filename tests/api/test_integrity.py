@@ -25,6 +25,7 @@ from tests.api.conftest import Served
 from tests.api.test_background import server, until
 from tests.api.test_events import Subprocess
 from tests.conftest import fingerprint, tamper
+from tests.ledger.test_record_ids import planted_token
 from tests.poison import MARKER, poison
 
 CASES = 3
@@ -37,19 +38,7 @@ def token_id(token: str) -> uuid.UUID:
 
 
 def older_token(served: Served, person: str) -> uuid.UUID:
-    """A token record under a random (v4) id, as tokens were issued before they had a namespace
-    of their own: planted through the ledger's record API."""
-    planted = uuid.uuid4()
-    served.record.record(
-        access.TokenIssued(
-            originator_id=planted,
-            person=person,
-            scope="member",
-            digest="0" * 64,
-            issued_at=served.record.clock.next(),
-        )
-    )
-    return planted
+    return planted_token(served.record, person)
 
 
 def older_read(served: Served, person: str, case: str) -> uuid.UUID:

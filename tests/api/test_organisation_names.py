@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
-from api.home import Home
 from domain.errors import RuleViolated
 from domain.record import DecisionRecord
-from ledger import keys
-from ledger.authority import Authority
-from tests.api.conftest import ORIGIN
-from tests.conftest import World, fingerprint, open_world
-from tests.domain.test_text import Opened, Unchecked
+from tests.api.test_text import assert_verifies_exports_and_rebuilds, older_ledger
+from tests.conftest import fingerprint, open_world
+from tests.domain.test_text import Opened
 
 SCHOOL = "Hillside Primary School"
 
@@ -54,37 +50,24 @@ def test_a_new_statement_naming_an_organisation_by_name_is_refused(store_url: st
 def test_a_ledger_that_names_organisations_by_name_still_verifies(
     tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    home = Home.create(tmp_path / "home", ORIGIN, store_url)
-    authority_key = keys.load_private_key(home.path / "authority.pem")
-    older = Unchecked(home.store, ORIGIN, authority_key.public_key())
-    try:
-        world = World(older, authority_key, Authority(older, authority_key))
-        opened = Opened(world)
+    with older_ledger(tmp_path, store_url) as (home, opened):
+        world = opened.world
         teacher = world.person("Ms Hale", "professional", profession="teacher")
         joined = {"person": teacher.person, "role": "external_partner", "organisation": SCHOOL}
         opened.say(opened.lead, "participant.joined", joined)
         opened.say(opened.grace, "consent.given", sharing(SCHOOL))
-        consent = older.case(opened.case).version
+        consent = world.ledger.stream(uuid.UUID(opened.case))
         share = {
             "recipient": SCHOOL,
             "purpose": "Exercise plan at school",
             "what": "The home exercise programme",
             "basis": "consent",
-            "consent": older.entry(uuid.UUID(opened.case), consent).hash,
+            "consent": consent.head,
         }
         opened.say(opened.lead, "information.shared", share)
-    finally:
-        older.close()
 
-    args = ["--home", str(home.path), "--store", store_url]
-    bundle = tmp_path / "bundle.json"
-    assert main([*args, "export", opened.case, "--bundle", str(bundle)]) == 0  # seals the log
-    assert main([*args, "verify", "--workers", "1"]) == 0
-    assert main([*args, "verify", "--bundle", str(bundle)]) == 0
-    assert main([*args, "rebuild"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == ["wrote", "verified", "bundle", "rebuilt"]
-    with DecisionRecord(home.store, ORIGIN, authority_key.public_key()) as record:
+    assert_verifies_exports_and_rebuilds(home, store_url, opened.case, tmp_path, capsys)
+    with home.open_ledger() as record:
         case = record.case(opened.case)
         partner = case.member(teacher.person)
         assert partner is not None

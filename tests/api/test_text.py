@@ -4,6 +4,8 @@ ledger that already holds such text (from before the check) still verifies and r
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 
 from api.cli import main
 from api.home import Home
-from domain.record import DecisionRecord
 from ledger import keys
 from ledger.authority import Authority
 from tests.api.conftest import ORIGIN
@@ -57,26 +58,13 @@ def test_the_reported_texts_are_refused(scene: Scene, text: str, detail: str) ->
 def test_a_ledger_that_already_holds_such_text_still_verifies(
     tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    home = Home.create(tmp_path / "home", ORIGIN, store_url)
-    authority_key = keys.load_private_key(home.path / "authority.pem")
-    older = Unchecked(home.store, ORIGIN, authority_key.public_key())
-    try:
-        opened = Opened(World(older, authority_key, Authority(older, authority_key)))
+    with older_ledger(tmp_path, store_url) as (home, opened):
         for reasons in ("\x00", "\u200b", "\u202e" * 4000):
             body = {"decision": opened.decision, "reasons": reasons}
             opened.say(opened.grace, "dissent.recorded", body)
-    finally:
-        older.close()
 
-    args = ["--home", str(home.path), "--store", store_url]
-    bundle = tmp_path / "bundle.json"
-    assert main([*args, "export", opened.case, "--bundle", str(bundle)]) == 0  # seals the log
-    assert main([*args, "verify", "--workers", "1"]) == 0
-    assert main([*args, "verify", "--bundle", str(bundle)]) == 0
-    assert main([*args, "rebuild"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == ["wrote", "verified", "bundle", "rebuilt"]
-    with DecisionRecord(home.store, ORIGIN, authority_key.public_key()) as record:
+    assert_verifies_exports_and_rebuilds(home, store_url, opened.case, tmp_path, capsys)
+    with home.open_ledger() as record:
         case = record.case(opened.case)
         dissents = case.decisions[opened.decision].dissents
         assert [case.entries[h].body.reasons for h in dissents] == [
@@ -84,3 +72,31 @@ def test_a_ledger_that_already_holds_such_text_still_verifies(
             "\u200b",
             "\u202e" * 4000,
         ]
+
+
+@contextlib.contextmanager
+def older_ledger(tmp_path: Path, store_url: str) -> Iterator[tuple[Home, Opened]]:
+    """A home whose ledger an earlier version wrote (`Unchecked`), with `Opened`'s case in it;
+    the block says more through the `Opened`, then the older ledger is closed."""
+    home = Home.create(tmp_path / "home", ORIGIN, store_url)
+    authority_key = keys.load_private_key(home.path / "authority.pem")
+    older = Unchecked(home.store, ORIGIN, authority_key.public_key())
+    try:
+        yield home, Opened(World(older, authority_key, Authority(older, authority_key)))
+    finally:
+        older.close()
+
+
+def assert_verifies_exports_and_rebuilds(
+    home: Home, store_url: str, case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The case exports as a bundle, the whole ledger and the bundle verify, and the projections
+    rebuild, each through the command line."""
+    args = ["--home", str(home.path), "--store", store_url]
+    bundle = tmp_path / "bundle.json"
+    assert main([*args, "export", case, "--bundle", str(bundle)]) == 0  # seals the log
+    assert main([*args, "verify", "--workers", "1"]) == 0
+    assert main([*args, "verify", "--bundle", str(bundle)]) == 0
+    assert main([*args, "rebuild"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["wrote", "verified", "bundle", "rebuilt"]

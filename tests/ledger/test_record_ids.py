@@ -10,21 +10,22 @@ import pytest
 
 from ledger.access import ReadRecorded, TokenIssued, TokenRevoked, issue, record_read, token
 from ledger.errors import LedgerError
-from ledger.ledger import Accepted
+from ledger.ledger import Accepted, Ledger
 from ledger.stream import claim_id
 from tests.conftest import World, fingerprint
 
 
-def planted_token(world: World, person: str) -> uuid.UUID:
-    """A token record under a random (v4) id, as tokens were issued before their namespace."""
+def planted_token(ledger: Ledger, person: str) -> uuid.UUID:
+    """A token record under a random (v4) id, as tokens were issued before they had a namespace
+    of their own: planted through the ledger's record API."""
     token_id = uuid.uuid4()
-    world.ledger.record(
+    ledger.record(
         TokenIssued(
             originator_id=token_id,
             person=person,
             scope="member",
             digest="0" * 64,
-            issued_at=world.ledger.clock.next(),
+            issued_at=ledger.clock.next(),
         )
     )
     return token_id
@@ -54,7 +55,7 @@ def test_new_records_have_ids_no_statement_can_name(world: World) -> None:
 def test_a_statement_naming_an_older_token_is_refused_and_changes_nothing(world: World) -> None:
     alice = world.person("Alice")
     bob = world.person("Bob")
-    token_id = planted_token(world, bob.person)
+    token_id = planted_token(world.ledger, bob.person)
     error = refused(world, alice.submission(str(token_id), "note.made", {"text": "x"}))
     assert error.code == "unknown_stream"
     # The token still works: its record is read as a token, not as a stream.
@@ -82,7 +83,7 @@ def test_a_statement_naming_an_older_read_record_is_refused(world: World) -> Non
 
 def test_a_revoked_older_token_is_refused_as_a_stream(world: World) -> None:
     alice = world.person("Alice")
-    token_id = planted_token(world, alice.person)
+    token_id = planted_token(world.ledger, alice.person)
     world.ledger.record(
         TokenRevoked(originator_id=token_id, originator_version=2, revoked_at="2030-01-01")
     )
@@ -103,7 +104,7 @@ def test_a_statement_naming_a_claim_is_refused(world: World) -> None:
 
 def test_reading_a_record_as_a_stream_is_refused(world: World) -> None:
     alice = world.person("Alice")
-    token_id = planted_token(world, alice.person)
+    token_id = planted_token(world.ledger, alice.person)
     for read in (
         lambda: world.ledger.stream(token_id),
         lambda: world.ledger.replay(token_id),
@@ -126,7 +127,7 @@ def test_a_token_look_up_of_a_stream_finds_no_token(world: World) -> None:
 
 def test_a_group_with_a_statement_naming_a_token_answers_the_others(world: World) -> None:
     alice = world.person("Alice")
-    token_id = planted_token(world, alice.person)
+    token_id = planted_token(world.ledger, alice.person)
     streams = [str(uuid.uuid4()) for _ in range(3)]
     good = [alice.submission(s, "note.made", {"text": str(n)}) for n in range(2) for s in streams]
     bad = alice.submission(str(token_id), "note.made", {"text": "x"})
