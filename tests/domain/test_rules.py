@@ -1479,8 +1479,9 @@ def test_a_sharing_consent_names_its_organisation_by_id_not_by_a_look_alike_name
     body = scene.sharing("Riverside Academy")
     body["scope"]["organisation"] = "Riverside Acade\u04cfy"  # Cyrillic palochka for the m
     before = fingerprint(scene.world.ledger)
-    with pytest.raises(Malformed, match="organisation"):
+    with pytest.raises(RuleViolated, match="organisation is not registered") as refused:
         scene.submit(Attempt("grace", "consent.given", body))
+    assert refused.value.rule == "R5"
     assert fingerprint(scene.world.ledger) == before
 
 

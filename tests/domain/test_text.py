@@ -105,15 +105,15 @@ def test_a_legal_duty_share_needs_a_visible_justification(opened: Opened, text: 
 def test_a_nested_text_is_named_by_its_path(opened: Opened, text: str) -> None:
     scope = {
         "type": "sharing",
-        "organisation": text,
-        "purpose": "School support",
+        "organisation": opened.world.organisation("Riverside Academy"),
+        "purpose": text,
         "data_kinds": ["decision"],
         "until": "2030-01-01",
     }
     detail = opened.refused(
         opened.grace, "consent.given", {"scope": scope, "basis": "parental responsibility"}
     )
-    assert detail.startswith("body.scope.organisation: ")
+    assert detail.startswith("body.scope.purpose: ")
 
 
 @CHECKS
