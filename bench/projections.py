@@ -34,10 +34,12 @@ SIZES = (50_000, 200_000)
 TARGET_RATE = 50_000
 
 
-def build(url: str, size: int) -> str:
+def build(url: str, size: int, authority_key: keys.Ed25519PrivateKey | None = None) -> str:
     """A ledger of `size` entries: cases opened through the real write path, then filled with
-    signed opinions appended in bulk (correctly chained) so that building it stays quick."""
-    authority_key = keys.generate()
+    signed opinions appended in bulk (correctly chained) so that building it stays quick.
+
+    Its directory is opened with `authority_key` (a new key if none); returns its public key."""
+    authority_key = authority_key or keys.generate()
     with DecisionRecord(url, ORIGIN, authority_key.public_key()) as record:
         authority = Authority(record, authority_key)
         authority.open("authority")

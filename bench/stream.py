@@ -49,7 +49,7 @@ import msgspec
 import orjson
 from rich.console import Console
 
-from api.home import CONFIG, Home
+from api.home import AUTHORITY_KEY, CONFIG, Home
 from api.tokens import Scope, issue
 from bench.common import Result, free_port, report, store_urls, wait_until_healthy
 from bench.projections import build
@@ -126,12 +126,16 @@ def sealed_home(path: Path, url: str) -> Home:
     """A home serving a `build` ledger of SIZE entries, sealed with the home's ledger key.
 
     `build` opens the directory with an authority key of its own, so `Home.create` finds the
-    directory open and writes nothing; the home must then name that authority (it signed the
-    directory) for the ledger it serves to be consistent."""
-    authority = build(url, SIZE)
+    directory open and writes nothing; the home must then hold and name that authority key (it
+    signed the directory) for the ledger it serves to be consistent."""
+    authority_key = keys.generate()
+    authority = build(url, SIZE, authority_key)
     created = Home.create(path, ORIGIN, url)
     config = msgspec.structs.replace(created.config, authority_key=authority)
     (path / CONFIG).write_bytes(msgspec.json.format(msgspec.json.encode(config)) + b"\n")
+    for made in (path / AUTHORITY_KEY, path / f"{AUTHORITY_KEY}.pub"):
+        made.unlink()
+    keys.save_private_key(authority_key, path / AUTHORITY_KEY)
     home = Home.load(path)
     with home.open_ledger() as record:
         sealer = Sealer(record, home.ledger_key())

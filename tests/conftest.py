@@ -34,11 +34,17 @@ _POSTGRES_PROBLEM = _postgres_problem()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store URL of each kind (PostgreSQL: a schema of its own)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL store URL, for what only PostgreSQL does."""
     require_postgres()
     schema = create_schema()
     try:
@@ -118,6 +124,15 @@ def open_world(store_url: str, cls: type[Ledger] = Ledger) -> World:
 @pytest.fixture
 def world(store_url: str) -> Iterator[World]:
     opened = open_world(store_url)
+    try:
+        yield opened
+    finally:
+        opened.ledger.close()
+
+
+@pytest.fixture
+def postgres_world(postgres_url: str) -> Iterator[World]:
+    opened = open_world(postgres_url)
     try:
         yield opened
     finally:

@@ -46,9 +46,10 @@ def test_a_store_failure_in_a_group_answers_each_statement_truthfully(world: Wor
         cold.close()
 
 
-def test_a_connection_ended_mid_group_answers_each_statement_truthfully(world: World) -> None:
-    if not world.ledger.store.is_postgres:
-        pytest.skip("a server process ending a connection is PostgreSQL's")
+def test_a_connection_ended_mid_group_answers_each_statement_truthfully(
+    postgres_world: World,
+) -> None:
+    world = postgres_world  # a server process ending a connection is PostgreSQL's
     alice = world.person("Alice")
     streams = [str(uuid.uuid4()) for _ in range(3)]
     fatal(world.ledger)
