@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SOURCES := ledger domain projections api tests bench
 
 .PHONY: run test bench lint clean
 
@@ -33,9 +34,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.stream
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .accord .pytest_cache .mypy_cache .ruff_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) .accord .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info

@@ -205,7 +205,7 @@ def test_a_sealer_killed_mid_catch_up_resumes_and_the_log_is_exact(
             str(key_file),
         ],
         cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        env={**os.environ, "PYTHONPATH": str(root)},
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -40,7 +40,7 @@ def spawn(code: str, projected: Projected) -> subprocess.Popen[str]:
             keys.public_key_b64(projected.world.authority_key),
         ],
         cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        env={**os.environ, "PYTHONPATH": str(root)},
         stdout=subprocess.PIPE,
         text=True,
     )
