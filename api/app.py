@@ -31,6 +31,18 @@ from api.events import BATCH, Event, Feed, Visibility, event
 from api.metrics import Metrics
 from api.openapi import Param, Route, document
 from api.problems import ApiError, problems
+from api.schemas import (
+    AppointmentView,
+    ConsistencyProof,
+    DirectoryView,
+    Health,
+    InclusionProof,
+    KeyView,
+    LedgerInfo,
+    OrganisationView,
+    PersonView,
+    StuckView,
+)
 from api.tokens import Grant, Scope, authenticate
 from domain.named import named
 from domain.record import DecisionRecord
@@ -39,8 +51,9 @@ from ledger import bundle
 from ledger.errors import LedgerError, Unavailable
 from ledger.keys import public_key_b64, public_key_from_b64
 from ledger.leader import Stuck
-from ledger.ledger import Accepted, Receipt
+from ledger.ledger import Accepted
 from ledger.log import Log, SealedEntry
+from ledger.receipt import Receipt
 from ledger.statement import MAX_SUBMISSION_BYTES
 from projections.database import Database
 from projections.documents import AccessRow, AuditRow, MemberView, Plan, Register, Trace
@@ -56,99 +69,6 @@ _FEED_TASK = web.AppKey("feed", asyncio.Task[None])
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _log = logging.getLogger(__name__)
-
-
-class LedgerInfo(msgspec.Struct):
-    """What anyone may know about the ledger: who it is, its keys, and how big it is."""
-
-    origin: str
-    authority_key: str
-    ledger_key: str
-    directory: str
-    size: int
-
-
-class InclusionProof(msgspec.Struct):
-    """Leaf `index` is in the tree of `size` leaves: the audit path, standard base64."""
-
-    index: int
-    size: int
-    path: list[str]
-
-
-class ConsistencyProof(msgspec.Struct, rename={"from_": "from"}):
-    """The tree of `to` leaves extends the tree of `from` leaves: the path, standard base64."""
-
-    from_: int
-    to: int
-    path: list[str]
-
-
-class KeyView(msgspec.Struct, omit_defaults=True):
-    """A bound key and the window in which it could sign."""
-
-    kid: str
-    bound_at: str
-    revoked_at: str | None = None
-    compromised_since: str | None = None
-    reason: str | None = None
-
-
-class AppointmentView(msgspec.Struct, omit_defaults=True):
-    """One term as reviewer or administrator (R19): recorded when, and ended when and why."""
-
-    role: str
-    since: str
-    until: str | None = None
-    reason: str | None = None
-
-
-class PersonView(msgspec.Struct, omit_defaults=True):
-    """Someone in the directory, as an administrator sees them."""
-
-    id: str
-    name: str
-    kind: str
-    keys: list[KeyView]
-    profession: str | None = None
-    organisation: str | None = None
-    reviewer: bool = False
-    administrator: bool = False
-    appointments: list[AppointmentView] = []
-
-
-class OrganisationView(msgspec.Struct):
-    """A registered organisation: the id cases name it by, and its name."""
-
-    id: str
-    name: str
-    registered_at: str
-
-
-class DirectoryView(msgspec.Struct):
-    """The directory as an administrator sees it: people and organisations."""
-
-    people: list[PersonView]
-    organisations: list[OrganisationView]
-
-
-class StuckView(msgspec.Struct):
-    """A follower that cannot advance: where it stopped, why (one line) and how often in a row."""
-
-    follower: str
-    position: int
-    error: str
-    failures: int
-
-
-class Health(msgspec.Struct):
-    """Liveness, how far the projections are behind the log, and any follower that cannot
-    advance (then `status` is "degraded")."""
-
-    status: str
-    leader: bool
-    projections_lag: int
-    stuck: list[StuckView] = msgspec.field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from api.app import ConsistencyProof, Health, InclusionProof, LedgerInfo
 from api.errors import (
     AccordError,
     Forbidden,
@@ -33,12 +32,12 @@ from api.errors import (
     Unavailable,
     error_from,
 )
-from api.events import Envelope
+from api.schemas import ConsistencyProof, Envelope, Health, InclusionProof, LedgerInfo
 from api.subscriber import Received, Verifier, follow, saved_position
 from ledger import keys
 from ledger.author import Author
 from ledger.keys import Ed25519PrivateKey, public_key_from_b64
-from ledger.ledger import Receipt
+from ledger.receipt import Receipt
 from projections.documents import AccessRow, AuditRow, Plan, Register, Trace
 
 T = TypeVar("T")

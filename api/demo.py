@@ -25,7 +25,7 @@ from domain.worked_case import CAST, SCHOOL, Played, birth_date, play
 from ledger import keys
 from ledger.author import Author
 from ledger.files import write_private
-from ledger.ledger import Receipt
+from ledger.receipt import Receipt
 
 REVIEWER = "reviewer"
 

@@ -23,9 +23,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-import msgspec
 import orjson
 
+from api.schemas import REVOCATION
 from domain.bodies import SharingScope
 from ledger.clock import normalise
 from ledger.log import SealedEntry
@@ -33,7 +33,6 @@ from projections.documents import Register
 from projections.queries import Projections
 
 BATCH = "application/cloudevents-batch+json"
-REVOCATION = "accord.key.revocation"
 _PUBLIC_DIRECTORY_KINDS = frozenset({"key.bound", "key.revoked"})
 
 
@@ -99,15 +98,6 @@ def revocation(item: Event) -> Event:
     document = orjson.loads(item.cloudevent)
     document.update(type=REVOCATION, data=data)
     return replace(item, body=data, cloudevent=orjson.dumps(document))
-
-
-class Envelope(msgspec.Struct, frozen=True):
-    """A CloudEvent as a verifier reads it: its position (`sequence`), the entry hash the log
-    sealed (`entryhash`), and the entry exactly as it was sent (`data`, never re-encoded)."""
-
-    sequence: str
-    entryhash: str
-    data: msgspec.Raw
 
 
 @dataclass

@@ -25,7 +25,7 @@ import aiohttp
 import orjson
 
 from api.errors import error_from
-from api.events import REVOCATION
+from api.schemas import REVOCATION
 from ledger.canonical import canonical
 from ledger.clock import AT_PATTERN, normalise
 from ledger.directory import KeyRecord

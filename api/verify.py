@@ -41,7 +41,7 @@ from api.client import (
     Unauthorized,
     Unavailable,
 )
-from api.events import Envelope
+from api.schemas import Envelope
 from domain.record import DecisionRecord
 from domain.replay import CaseReplay, replay_case
 from ledger import checkpoint as checkpoints

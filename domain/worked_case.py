@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from ledger.author import Author
-from ledger.ledger import Receipt
+from ledger.receipt import Receipt
 
 SCHOOL = "Hillside Primary School"
 

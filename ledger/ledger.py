@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import cast
 from uuid import UUID
 
-import msgspec
 from eventsourcing.application import Application, LRUCache
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Recording
 
@@ -33,6 +32,7 @@ from ledger.errors import (
     WrongLedger,
 )
 from ledger.keys import Ed25519PublicKey, kid
+from ledger.receipt import Receipt
 from ledger.statement import Submission, parse_submission
 from ledger.store import Store, exclusive, parse_store
 from ledger.stream import (
@@ -51,15 +51,6 @@ _PAGE = 500
 _MAX_ATTEMPTS = 200
 _CACHED_STREAMS = 1000
 _log = logging.getLogger(__name__)
-
-
-class Receipt(msgspec.Struct, frozen=True):
-    """What the ledger answers for an accepted statement."""
-
-    stream: str
-    seq: int
-    hash: str
-    recorded_at: str
 
 
 @dataclass(frozen=True)

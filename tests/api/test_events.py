@@ -41,8 +41,8 @@ from ledger.canonical import canonical
 from ledger.encoding import b64url
 from ledger.entry import read_entry
 from ledger.files import SymlinkRefused
-from ledger.ledger import Receipt
 from ledger.log import Log, SealedEntry, Sealer
+from ledger.receipt import Receipt
 from ledger.statement import parse_submission, signing_input
 from tests.api.conftest import ORIGIN, Served, serve_in_thread
 

@@ -26,7 +26,7 @@ import pytest
 from api.client import Client, Identity
 from ledger import keys
 from ledger.clock import format_recorded
-from ledger.ledger import Receipt
+from ledger.receipt import Receipt
 from ledger.statement import MAX_SUBMISSION_BYTES
 from tests.api.conftest import ORIGIN, Served
 from tests.conftest import fingerprint

@@ -28,7 +28,8 @@ from domain.record import DecisionRecord
 from ledger.author import Author
 from ledger.clock import format_recorded
 from ledger.errors import Malformed
-from ledger.ledger import Accepted, Receipt
+from ledger.ledger import Accepted
+from ledger.receipt import Receipt
 from tests.conftest import World, fingerprint
 
 CHILD = "Oluwaseun Bello"
