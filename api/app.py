@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN §7 as an aiohttp application over one decision record.
+"""The HTTP API (README, HTTP API) as an aiohttp application over one decision record.
 
 Reads need a bearer token (see `api.tokens`); writes are authenticated by their signature.
 The ledger and the projections are synchronous, so handlers hand them to threads and the event

@@ -64,7 +64,7 @@ class Route:
 
 
 class Submission(msgspec.Struct, forbid_unknown_fields=True):
-    """The envelope POSTed to `/v1/statements` (DESIGN §4)."""
+    """The envelope POSTed to `/v1/statements` (docs/formats.md)."""
 
     statement: Statement
     sig: Signature

@@ -1,4 +1,4 @@
-"""A typed, bounded body for every case statement kind of DOMAIN.md."""
+"""A typed, bounded body for every case statement kind."""
 
 from __future__ import annotations
 

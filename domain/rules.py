@@ -1,4 +1,4 @@
-"""Rules R1 and R3-R14 of DOMAIN.md, checked before a case statement is appended (R2 is the
+"""Rules R1 and R3-R14, checked before a case statement is appended (R2 is the
 ledger's). Each rejection names its rule and says, in a sentence a person understands, why."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The worked case of DOMAIN.md as a script of signed statements: Amara's physiotherapy.
+"""The worked case as a script of signed statements: Amara's physiotherapy.
 
 The same script drives `accord demo` and the end-to-end tests. Every id is derived from the
 case id and the step's name, and every `at` from a fixed start time, so playing it again

@@ -1,4 +1,4 @@
-"""Entries: an accepted statement with its place in a stream's hash chain (DESIGN §5).
+"""Entries: an accepted statement with its place in a stream's hash chain (docs/formats.md).
 
 Two readers. `read_entry` refuses anything but an exact canonical entry; every reader of the
 ledger itself uses it (replay, `check_stream`, verification), and folding then validates each

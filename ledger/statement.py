@@ -57,7 +57,7 @@ _PATTERN_ERROR = re.compile(r"Expected `str` matching regex '(.*)' - at `\$(.*)`
 
 
 class Statement(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
-    """A signed claim by one person about one stream (DESIGN §4)."""
+    """A signed claim by one person about one stream (docs/formats.md)."""
 
     ledger: Origin
     id: Uuid

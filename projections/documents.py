@@ -139,7 +139,7 @@ class ActionView(Doc):
 
 
 class Plan(Doc):
-    """A case's current plan (DOMAIN.md, Projections)."""
+    """A case's current plan (the README, Projections)."""
 
     case: str
     title: str

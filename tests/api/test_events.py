@@ -1,4 +1,4 @@
-"""The event stream end to end over loopback (DESIGN §7): catch-up batches and live Server-Sent
+"""The event stream end to end over loopback: catch-up batches and live Server-Sent
 Events as CloudEvents read with the reference SDK, consent scoping with the worked case, the
 SDK's verifying subscriber, and a subscriber that loses nothing when the server is killed."""
 
@@ -1348,7 +1348,7 @@ async def subscribe(
 
 
 def assert_is_the_cloudevent_of(raw: dict[str, Any], sealed_entry: SealedEntry) -> None:
-    """DESIGN §7: the event parses with the CloudEvents SDK and carries its entry exactly."""
+    """The event parses with the CloudEvents SDK and carries its entry exactly."""
     assert set(raw) == ATTRIBUTES
     event = JSONFormat().read(None, orjson.dumps(raw))
     assert isinstance(event, CloudEvent)

@@ -1,4 +1,4 @@
-"""Rules R1 and R3-R14 of DOMAIN.md, through the signed write path, on SQLite and PostgreSQL.
+"""Rules R1 and R3-R14, through the signed write path, on SQLite and PostgreSQL.
 
 Every rule lets some statements in and turns others away. A statement turned away carries the
 right code and rule id, says what is wrong in a sentence that names people (never ids), and

@@ -1,4 +1,4 @@
-"""Canonical JSON (DESIGN §2): byte-identical to RFC 8785 on its subset, and loud outside it."""
+"""Canonical JSON: byte-identical to RFC 8785 on its subset, and loud outside it."""
 
 from __future__ import annotations
 

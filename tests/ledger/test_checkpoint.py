@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN §6): C2SP tlog-checkpoint bodies signed as C2SP signed notes with the
+"""Checkpoints: C2SP tlog-checkpoint bodies signed as C2SP signed notes with the
 ledger's Ed25519 key, readable by other implementations and refused when anything is off."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Entries and chains (DESIGN §5): exact bytes, verbatim statements, tamper-evident streams."""
+"""Entries and chains: exact bytes, verbatim statements, tamper-evident streams."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Keys (DESIGN §3): Ed25519 only, PKCS#8 files of mode 0600, base64url wire form, SHA-256 kids."""
+"""Keys: Ed25519 only, PKCS#8 files of mode 0600, base64url wire form, SHA-256 kids."""
 
 from __future__ import annotations
 

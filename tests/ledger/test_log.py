@@ -1,4 +1,4 @@
-"""The sealer (DESIGN §6): every entry gets its dense position and its leaf, the stored tree gives
+"""The sealer: every entry gets its dense position and its leaf, the stored tree gives
 exact proofs, whether it was sealed live batch by batch or caught up in bulk (the hash index
 dropped and made again), after a failed write and after the sealing process was killed."""
 

@@ -1,4 +1,4 @@
-"""The RFC 9162 Merkle tree (DESIGN §6): roots and proofs from stored perfect subtrees agree with
+"""The RFC 9162 Merkle tree: roots and proofs from stored perfect subtrees agree with
 a literal reading of RFC 9162 §2.1 and with published test vectors, and verification is strict."""
 
 from __future__ import annotations

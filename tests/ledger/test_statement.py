@@ -1,4 +1,4 @@
-"""Statements and submissions (DESIGN §4): what is signed, and what a submission may look like."""
+"""Statements and submissions: what is signed, and what a submission may look like."""
 
 from __future__ import annotations
 
