@@ -55,7 +55,7 @@ class Event:
 
 
 def event(origin: str, sealed: SealedEntry) -> Event:
-    """The CloudEvent of a sealed entry (docs/formats.md, Events); `data` is the entry, byte for byte."""
+    """The CloudEvent of a sealed entry (docs/formats.md); `data` is the entry, byte for byte."""
     entry = orjson.loads(sealed.data)
     statement = entry["statement"]
     document = {

@@ -1,7 +1,7 @@
 """RFC 9457 problem responses: the one place where every error becomes an HTTP answer.
 
-Each problem carries a stable machine `code` (the README lists them); a rule violation also names its
-`rule`. Details come from our own exception messages, which never hold secrets; anything
+Each problem carries a stable machine `code` (the README lists them); a rule violation also
+names its `rule`. Details come from our own exception messages, which never hold secrets; anything
 unexpected is answered with a bare 500 and logged, never echoed.
 """
 

@@ -6,7 +6,7 @@ from ledger.errors import LedgerError
 
 
 class RuleViolated(LedgerError):
-    """A statement breaks a rule of the domain (README, rules); `rule` is its id, `detail` a plain sentence."""
+    """A statement breaks one of the rules; `rule` is its id, `detail` a plain sentence."""
 
     code = "rule_violated"
 

@@ -355,7 +355,7 @@ class Ledger(Application[UUID]):
     ) -> tuple[Ed25519PublicKey, KeyRecord | None]:
         statement = submission.statement
         if stream_id == self.directory_id:
-            # docs/formats.md, Keys: every directory statement is signed with the configured authority key,
+            # Every directory statement is signed with the configured authority key,
             # so no other key, however it was bound, can register people or bind keys.
             if statement.kid != self.authority_kid:
                 raise NotPermitted("directory statements are signed with the authority key")
