@@ -27,7 +27,7 @@ from domain.named import named
 from domain.record import DecisionRecord
 from ledger import access, bundle, keys
 from ledger import checkpoint as checkpoints
-from ledger.directory import Organisation
+from ledger.directory_records import Organisation
 from ledger.errors import LedgerError, Malformed
 from ledger.files import FileRefused, SymlinkRefused, write_private
 from ledger.log import Log, Sealer

@@ -28,7 +28,7 @@ from api.errors import error_from
 from api.schemas import REVOCATION
 from ledger.canonical import canonical
 from ledger.clock import AT_PATTERN, normalise
-from ledger.directory import KeyRecord
+from ledger.directory_records import KeyRecord
 from ledger.encoding import sha256_hex
 from ledger.entry import GENESIS_PREV, Entry, read_entry
 from ledger.errors import LedgerError

@@ -13,7 +13,8 @@ from domain.case import Agreement, Case, Decision, Member
 from domain.errors import NotAMember, RoleNotPermitted, RuleViolated, StaleReference
 from domain.named import organisations
 from ledger.clock import normalise
-from ledger.directory import Directory, Person
+from ledger.directory import Directory
+from ledger.directory_records import Person
 from ledger.statement import UUID_PATTERN, Statement
 
 CLOCK_SKEW = timedelta(minutes=5)

@@ -3,14 +3,23 @@ organisations cases share with, and who is appointed reviewer or administrator w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, timedelta
-from typing import Annotated, Any, Literal
+from datetime import timedelta
+from typing import Any
 from uuid import UUID, uuid5
 
-import msgspec
-
 from ledger.clock import normalise, parse_timestamp
+from ledger.directory_bodies import (
+    AdministratorAppointed,
+    AdministratorRemoved,
+    KeyBound,
+    KeyRevoked_,
+    OrganisationRegistered,
+    PersonRegistered,
+    ReviewerAppointed,
+    ReviewerRemoved,
+    parse_body,
+)
+from ledger.directory_records import Appointment, KeyRecord, Organisation, Person
 from ledger.entry import Entry
 from ledger.errors import KeyRevoked, Malformed, NotPermitted, UnknownKey
 from ledger.keys import (
@@ -20,189 +29,16 @@ from ledger.keys import (
     public_key_b64,
     public_key_from_b64,
 )
-from ledger.statement import KID_PATTERN, Kid, Statement, Text, Timestamp, Uuid
-from ledger.statement import parse_body as statement_body
+from ledger.statement import Statement
 from ledger.stream import Stream
 from ledger.text import check_texts
 
 _DIRECTORY_NAMESPACE = UUID("0b8f5d8e-3f7c-5a55-8d0e-6a3b1f0c9e27")
 
-PersonKind = Literal["authority", "child", "adult", "professional", "service"]
-PublicKey = Annotated[str, msgspec.Meta(pattern=KID_PATTERN)]  # also 43 base64url characters
-
 
 def directory_id(origin: str) -> UUID:
     """The directory stream's id, derived from the ledger's origin so no one has to store it."""
     return uuid5(_DIRECTORY_NAMESPACE, origin)
-
-
-class _Body(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    pass
-
-
-class PersonRegistered(_Body):
-    """`person.registered`: a person (or service) the ledger knows."""
-
-    person: Uuid
-    name: Text
-    kind: PersonKind
-    profession: Text | None = None
-    organisation: Text | None = None
-    born: date | None = None
-
-
-class KeyBound(_Body):
-    """`key.bound`: an Ed25519 public key now speaks for a person."""
-
-    person: Uuid
-    kid: Kid
-    public_key: PublicKey
-
-
-class KeyRevoked_(_Body):
-    """`key.revoked`: a key stops being valid; with `compromised_since`, retroactively."""
-
-    kid: Kid
-    reason: Text
-    compromised_since: Timestamp | None = None
-
-
-class ReviewerAppointed(_Body):
-    """`reviewer.appointed`: a person may read every case as a safeguarding reviewer."""
-
-    person: Uuid
-
-
-class ReviewerRemoved(_Body):
-    """`reviewer.removed`: a reviewer's appointment ends, and with it their reviewer tokens."""
-
-    person: Uuid
-    reason: Text
-
-
-class AdministratorAppointed(_Body):
-    """`administrator.appointed`: a person may run the directory and read the access log."""
-
-    person: Uuid
-
-
-class AdministratorRemoved(_Body):
-    """`administrator.removed`: an administrator's appointment ends, and their admin tokens."""
-
-    person: Uuid
-    reason: Text
-
-
-class OrganisationRegistered(_Body):
-    """`organisation.registered`: an organisation cases may share with, named by its id."""
-
-    organisation: Uuid
-    name: Text
-
-
-BODIES: dict[str, type[_Body]] = {
-    "person.registered": PersonRegistered,
-    "key.bound": KeyBound,
-    "key.revoked": KeyRevoked_,
-    "reviewer.appointed": ReviewerAppointed,
-    "reviewer.removed": ReviewerRemoved,
-    "administrator.appointed": AdministratorAppointed,
-    "administrator.removed": AdministratorRemoved,
-    "organisation.registered": OrganisationRegistered,
-}
-
-
-def parse_body(statement: Statement) -> Any:
-    """Validate a directory statement's body against the Struct for its kind."""
-    return statement_body(statement, BODIES, "directory")
-
-
-@dataclass
-class KeyRecord:
-    """A bound key and the window in which it was valid."""
-
-    kid: str
-    person: str
-    public: Ed25519PublicKey
-    bound_at: str
-    revoked_at: str | None = None
-    compromised_since: str | None = None
-    reason: str | None = None
-    unusable: str | None = None  # why nothing verifies under the key (see `bound_public_key`)
-
-    def problem_at(self, recorded_at: str) -> str | None:
-        """Why this key cannot vouch for an entry recorded at `recorded_at`, or None if it can."""
-        if self.unusable is not None:
-            return f"key {self.kid} is {self.unusable}"
-        if recorded_at < self.bound_at:
-            return f"key {self.kid} was not yet bound at {recorded_at}"
-        if self.compromised_since is not None and recorded_at >= self.compromised_since:
-            return f"key {self.kid} was compromised from {self.compromised_since}"
-        if self.revoked_at is not None and recorded_at >= self.revoked_at:
-            return f"key {self.kid} was revoked at {self.revoked_at}"
-        return None
-
-
-@dataclass
-class Appointment:
-    """One term as reviewer or administrator: when it was recorded, and when and why it ended."""
-
-    role: str
-    since: str
-    until: str | None = None
-    reason: str | None = None
-
-    def at(self, recorded_at: str) -> bool:
-        """Whether the term covers that time."""
-        return self.since <= recorded_at and (self.until is None or recorded_at < self.until)
-
-
-@dataclass
-class Organisation:
-    """A registered organisation: cases name it by id, people read its name."""
-
-    id: str
-    name: str
-    registered_at: str
-
-
-@dataclass
-class Person:
-    """A registered person and what the directory says of them."""
-
-    id: str
-    name: str
-    kind: str
-    profession: str | None
-    organisation: str | None
-    born: str | None
-    keys: list[str] = field(default_factory=list)
-    appointments: list[Appointment] = field(default_factory=list)  # oldest first
-
-    def appointed(self, role: str) -> Appointment | None:
-        """Their current term in `role` ("reviewer" or "administrator"), if any."""
-        for term in self.appointments:
-            if term.role == role and term.until is None:
-                return term
-        return None
-
-    @property
-    def reviewer(self) -> bool:
-        """Whether they are an appointed reviewer now."""
-        return self.appointed("reviewer") is not None
-
-    @property
-    def administrator(self) -> bool:
-        """Whether they are an appointed administrator now."""
-        return self.appointed("administrator") is not None
-
-    def reviewer_at(self, recorded_at: str) -> bool:
-        """Whether they were an appointed reviewer at that time (a replay asks of the past)."""
-        return self.appointed_at("reviewer", recorded_at)
-
-    def appointed_at(self, role: str, recorded_at: str) -> bool:
-        """Whether they held an appointment in `role` at that time."""
-        return any(t.role == role and t.at(recorded_at) for t in self.appointments)
 
 
 class Directory(Stream):

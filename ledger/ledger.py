@@ -17,8 +17,9 @@ from eventsourcing.application import Application, LRUCache
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Recording
 
 from ledger.clock import Clock
-from ledger.directory import BODIES as DIRECTORY_BODIES
-from ledger.directory import Directory, KeyRecord, directory_id
+from ledger.directory import Directory, directory_id
+from ledger.directory_bodies import BODIES as DIRECTORY_BODIES
+from ledger.directory_records import KeyRecord
 from ledger.entry import Entry, make_entry
 from ledger.errors import (
     Busy,

@@ -49,7 +49,8 @@ from ledger import merkle
 from ledger.canonical import MAX_SAFE_INTEGER
 from ledger.checkpoint import Checkpoint, CheckpointInvalid
 from ledger.clock import parse_timestamp
-from ledger.directory import Directory, KeyRecord, Organisation, Person
+from ledger.directory import Directory
+from ledger.directory_records import KeyRecord, Organisation, Person
 from ledger.entry import GENESIS_PREV, Entry, in_fixed_format, read_entry, statement_slice
 from ledger.errors import IntegrityViolation, LedgerError
 from ledger.keys import Ed25519PublicKey, public_key_b64, public_key_from_b64, raw_public_key
