@@ -9,9 +9,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from domain import bodies as b
-from domain.case import Agreement, Case, Decision, Member
+from domain.case import Case
 from domain.errors import NotAMember, RoleNotPermitted, RuleViolated, StaleReference
 from domain.named import organisations
+from domain.parts import Agreement, Decision, Member
 from ledger.clock import normalise
 from ledger.directory import Directory
 from ledger.directory_records import Person

@@ -8,7 +8,8 @@ from typing import Any, cast
 import msgspec
 
 from domain import bodies as b
-from domain.case import Case, Decision, EntryRef
+from domain.case import Case
+from domain.parts import Decision, EntryRef
 from ledger.directory import Directory
 
 
