@@ -28,7 +28,7 @@ from typing import Protocol
 
 from api.home import Home
 from ledger.leader import Stuck
-from ledger.log import Sealer
+from ledger.sealer import Sealer
 from projections.database import Database
 from projections.follower import Follower
 

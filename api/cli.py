@@ -30,7 +30,8 @@ from ledger import checkpoint as checkpoints
 from ledger.directory_records import Organisation
 from ledger.errors import LedgerError, Malformed
 from ledger.files import FileRefused, SymlinkRefused, write_private
-from ledger.log import Log, Sealer
+from ledger.log import Log
+from ledger.sealer import Sealer
 from projections.database import Database
 from projections.follower import Follower
 from projections.views import PROJECTIONS, by_name

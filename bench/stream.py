@@ -55,7 +55,7 @@ from bench.common import Result, free_port, report, store_urls, wait_until_healt
 from bench.projections import build
 from ledger import keys
 from ledger.author import Author
-from ledger.log import Sealer
+from ledger.sealer import Sealer
 from ledger.stream import ENTRY_TOPIC
 from projections.database import Database
 from projections.follower import Follower

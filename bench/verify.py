@@ -59,7 +59,8 @@ from domain.record import DecisionRecord
 from ledger import checkpoint, keys, merkle
 from ledger.keys import Ed25519PrivateKey, Ed25519PublicKey
 from ledger.ledger import Ledger
-from ledger.log import ENTRY_COLUMNS, NODE_COLUMNS, Log, Sealer, insert, stored_keys, stored_nodes
+from ledger.log import ENTRY_COLUMNS, NODE_COLUMNS, Log, stored_keys
+from ledger.sealer import Sealer, insert, stored_nodes
 from ledger.stream import ENTRY_TOPIC
 from ledger.verify import verify_store
 

@@ -41,8 +41,9 @@ from ledger.canonical import canonical
 from ledger.encoding import b64url
 from ledger.entry import read_entry
 from ledger.files import SymlinkRefused
-from ledger.log import Log, SealedEntry, Sealer
+from ledger.log import Log, SealedEntry
 from ledger.receipt import Receipt
+from ledger.sealer import Sealer
 from ledger.statement import parse_submission, signing_input
 from tests.api.conftest import ORIGIN, Served, serve_in_thread
 

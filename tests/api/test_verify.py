@@ -37,7 +37,8 @@ from ledger.checkpoint import Checkpoint
 from ledger.clock import format_recorded
 from ledger.entry import Entry, make_entry
 from ledger.keys import Ed25519PrivateKey
-from ledger.log import Log, Sealer
+from ledger.log import Log
+from ledger.sealer import Sealer
 from ledger.statement import sign
 from ledger.store import parse_store
 from ledger.stream import EntryRecorded

@@ -17,8 +17,10 @@ import pytest
 
 from ledger import checkpoint as checkpoints
 from ledger import keys, log, merkle
+from ledger import sealer as sealer_module
 from ledger.ledger import Ledger
-from ledger.log import Log, Sealer
+from ledger.log import Log
+from ledger.sealer import Sealer
 from ledger.tables import Cursor
 from tests.conftest import World
 
@@ -82,7 +84,7 @@ def hash_index(reader: Log) -> bool:
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """A catch-up of a few dozen entries takes many batches, written in the writer thread."""
-    monkeypatch.setattr(log, "_CATCH_UP_BATCH", 7)
+    monkeypatch.setattr(sealer_module, "_CATCH_UP_BATCH", 7)
 
 
 @pytest.fixture
@@ -146,7 +148,7 @@ def test_a_write_failing_mid_catch_up_leaves_whole_batches_and_the_next_catch_up
     writes = 0
     write = Sealer._write
 
-    def failing(self: Sealer, cursor: Cursor, batch: log._Batch) -> None:
+    def failing(self: Sealer, cursor: Cursor, batch: sealer_module._Batch) -> None:
         nonlocal writes
         writes += 1
         write(self, cursor, batch)
@@ -169,12 +171,12 @@ def test_a_write_failing_mid_catch_up_leaves_whole_batches_and_the_next_catch_up
 SEAL_SLOWLY = """
 import sys, time
 from pathlib import Path
-from ledger import keys, log
+from ledger import keys, sealer
 from ledger.ledger import Ledger
-from ledger.log import Sealer
+from ledger.sealer import Sealer
 store, origin, authority, ledger_key = sys.argv[1:5]
 ledger = Ledger(store, origin, keys.public_key_from_b64(authority))
-log._CATCH_UP_BATCH = 5
+sealer._CATCH_UP_BATCH = 5
 write = Sealer._write
 def slowly(self, cursor, batch):
     write(self, cursor, batch)
