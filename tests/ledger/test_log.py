@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ledger import checkpoint as checkpoints
-from ledger import keys, log, merkle
+from ledger import keys, merkle
 from ledger import sealer as sealer_module
 from ledger.ledger import Ledger
 from ledger.log import Log

@@ -1,4 +1,4 @@
-"""Verification's reader (`ledger.verify.read`): for any bytes, the entry `read_entry` reads
+"""Verification's reader (`ledger.entry_reader.read`): for any bytes, the entry `read_entry` reads
 with its statement validated in full, or the same `Malformed`, only sooner."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger import entry_reader
 from ledger import keys
-from ledger import verify as verifier
 from ledger.author import Author
 from ledger.canonical import canonical
 from ledger.entry import Entry, make_entry, read_entry
+from ledger.entry_reader import read
 from ledger.errors import Malformed
 from ledger.statement import Header
-from ledger.verify import read
 
 ORIGIN = "clinic.example/accord"
 RECORDED = "2026-01-30T10:00:00.000Z"
@@ -62,7 +62,7 @@ def fields(entry: Entry) -> tuple[Any, ...]:
 
 def read_sooner(data: bytes) -> bool:
     """Whether `read` took its quick way (rather than `read_entry`'s) for these bytes."""
-    return verifier._read_sooner(data) is not None
+    return entry_reader._read_sooner(data) is not None
 
 
 def base_statement() -> dict[str, Any]:
@@ -77,7 +77,7 @@ def entry_bytes(statement: dict[str, Any], sig: str = "s" * 86) -> bytes:
 def test_the_sooner_reading_is_on() -> None:
     # Were `Statement` or `Header` to change shape, it would turn itself off, and every entry
     # would be read in full: correct, but slower.
-    assert verifier._CHECKS is not None
+    assert entry_reader._CHECKS is not None
 
 
 STATEMENT_CHANGES: list[dict[str, Any]] = [
