@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import entry_reader
-from ledger import keys
+from ledger import entry_reader, keys
 from ledger.author import Author
 from ledger.canonical import canonical
 from ledger.entry import Entry, make_entry, read_entry
