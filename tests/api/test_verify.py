@@ -568,7 +568,7 @@ def test_a_stream_that_ends_elsewhere_for_its_worker_is_named(
 ) -> None:
     # Each stream is read twice, in log order and then seq by seq: both must end alike (as
     # they do unless the store changes underneath). A worker forked from here reads short.
-    monkeypatch.setattr(verifier, "_workers_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(verifier, "workers_context", lambda: multiprocessing.get_context("fork"))
     read = verifier.StoreStreams.stream
 
     def short(self: verifier.StoreStreams, stream: str) -> Iterator[verifier.StreamRow]:
